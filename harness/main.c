@@ -1,0 +1,35 @@
+/* main.c - the slimbench executable: dispatches to one sub-command. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *usage;
+} command;
+
+static const command commands[] = {
+    {"info", sb_cmd_info, "info --model PATH            architecture, sizes and tensor formats of a model"},
+    {"logits", sb_cmd_logits, "logits --model PATH (--tokens 1,2,3 | --text S) [--top K] [--no-bos]"},
+    {"tokenize", sb_cmd_tokenize, "tokenize --model PATH (--text S | --file F) [--no-bos]"},
+    {"bench", sb_cmd_bench, "bench [--seq N] [--layers N] ...  engine speed against GEMM peak and memory bandwidth"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: slimbench COMMAND [flags]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) fprintf(out, "  %s\n", commands[i].usage);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "slimbench: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

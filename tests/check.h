@@ -1,0 +1,27 @@
+/* check.h - the few functions every test program uses.
+ *
+ * A test program runs named cases. Each case prints exactly one line:
+ *   PASS name | FAIL name: first failed expectation | SKIP name: why
+ * tests/run_tests.sh counts those lines over all programs. */
+#ifndef SB_CHECK_H
+#define SB_CHECK_H
+
+#include <stdbool.h>
+
+void test_begin(const char *name);
+/* Records a failure (with a printf-style reason) when ok is false; returns ok. */
+bool test_expect(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void test_end(void);
+void test_skip(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Exit status for main: 1 if any case failed. */
+int test_status(void);
+
+/* Project-relative paths: tests run from the repository root. Returns the
+ * directory of ../shared/data if it exists, else NULL. */
+const char *test_shared_data(void);
+
+/* max |a-b| over n floats, and max |b|. */
+double test_max_abs_diff(const float *a, const float *b, long n);
+double test_max_abs(const float *a, long n);
+
+#endif
