@@ -29,7 +29,6 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
-    fprintf(stderr, "slimbench: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "slimbench: unknown command '%s' (slimbench --help lists them)\n", argv[1]);
     return 2;
 }

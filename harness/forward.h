@@ -1,0 +1,32 @@
+/* forward.h - running a model: full sequences, batches and incremental
+ * decoding with a KV cache, all through one function.
+ *
+ * A session holds the KV caches of n_seq sequences that advance together,
+ * and every scratch buffer, so sb_session_forward never allocates.  A
+ * full-sequence pass is one call with all tokens; incremental decoding is
+ * the same call with one token at a time: both go through the same code. */
+#ifndef SB_FORWARD_H
+#define SB_FORWARD_H
+
+#include "model.h"
+#include "thread_pool.h"
+
+typedef struct sb_session sb_session;
+
+/* max_ctx: positions each sequence may reach; max_tokens: tokens per
+ * sequence in one call. pool may be NULL (single-threaded element-wise work). */
+int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int max_tokens, sb_session **out,
+                   sb_err *err);
+void sb_session_free(sb_session *s);
+/* Forgets every cached position (starts new sequences). */
+void sb_session_reset(sb_session *s);
+int sb_session_n_past(const sb_session *s);
+
+/* Appends n_tok tokens to each sequence: tokens[seq * n_tok + t].  Writes
+ * logits for the call's positions t >= logits_from of each sequence to
+ * logits[(seq * (n_tok - logits_from) + (t - logits_from)) * n_vocab]
+ * (logits may be NULL when logits_from == n_tok). */
+int sb_session_forward(sb_session *s, const int32_t *tokens, int n_tok, int logits_from, float *logits,
+                       sb_err *err);
+
+#endif

@@ -1,0 +1,13 @@
+/* vec.h - small vector kernels the forward pass runs outside CBLAS. */
+#ifndef SB_VEC_H
+#define SB_VEC_H
+
+#include <stdint.h>
+
+float sb_vec_dot(const float *a, const float *b, int64_t n);
+/* y += a * x */
+void sb_vec_axpy(float *y, float a, const float *x, int64_t n);
+/* Softmax in place over x[0..n); returns nothing, sums in double for accuracy. */
+void sb_vec_softmax(float *x, int64_t n);
+
+#endif
