@@ -19,7 +19,7 @@ ifeq ($(BLAS),openblas)
   LDLIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas) $(LDLIBS)
   CFLAGS += -DSB_BLAS_OPENBLAS
 else ifeq ($(BLAS),blis)
-  CFLAGS += -I/usr/include/$(MULTIARCH)/blis-openmp -fopenmp -DSB_BLAS_BLIS
+  CFLAGS += -isystem /usr/include/$(MULTIARCH)/blis-openmp -fopenmp -DSB_BLAS_BLIS
   LDLIBS := -L/usr/lib/$(MULTIARCH)/blis-openmp -lblis -fopenmp $(LDLIBS)
 else
   $(error BLAS must be openblas or blis, not '$(BLAS)')
@@ -40,7 +40,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_OBJ := $(BUILD)/tests/check.o
 
-.PHONY: all test bench clean fixtures
+.PHONY: all test bench clean slimbench
 all: slimbench
 
 slimbench: $(BUILD)/slimbench

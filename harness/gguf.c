@@ -146,6 +146,11 @@ static bool read_kvs(cursor *c, sb_gguf *g) {
         uint64_t key_len;
         if (!read_str(c, &key, &key_len, "metadata key")) return false;
         if (!(kv->key = dup_str(key, key_len, c->err))) return false;
+        for (uint64_t j = 0; j < i; j++)
+            if (strcmp(g->kv[j].key, kv->key) == 0) {
+                sb_err_set(c->err, SB_EINPUT, "%s: metadata key '%s' appears twice", c->path, kv->key);
+                return false;
+            }
         if (!read_u32(c, &kv->type, kv->key) || !read_value(c, kv)) return false;
     }
     return true;

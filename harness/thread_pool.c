@@ -1,19 +1,37 @@
+/* thread_pool.c - workers that spin briefly, then sleep.
+ *
+ * The forward pass hands the pool hundreds of small jobs per token.  A
+ * worker woken through a condition variable takes tens of microseconds to
+ * start on this kind of machine, which at decode time costs more than the
+ * work itself; so after a job each worker polls for the next one for a
+ * while (SPIN_ROUNDS) before it goes to sleep.  Jobs are published by
+ * bumping `generation` after their fields are written (release), and
+ * workers read it with acquire, so they see a complete job. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "thread_pool.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+static void cpu_relax(void) { _mm_pause(); }
+#else
+static void cpu_relax(void) {}
+#endif
+
+enum { SPIN_ROUNDS = 1 << 15 }; /* about 0.1-0.5 ms of polling */
+
 struct sb_pool {
-    int n_threads;             /* including the caller */
-    pthread_t *threads;        /* n_threads - 1 workers */
+    int n_threads;              /* including the caller */
+    pthread_t *threads;         /* n_threads - 1 workers */
     pthread_mutex_t lock;
-    pthread_cond_t wake;       /* a new job or shutdown */
-    pthread_cond_t done;       /* the last worker left the job */
-    unsigned long generation;  /* bumped for each job, so workers know it is new */
-    int busy_workers;
-    int shutting_down;
+    pthread_cond_t wake;        /* a new job or shutdown, for sleeping workers */
+    atomic_ulong generation;    /* bumped once per job */
+    atomic_int pending_workers; /* workers that have not finished the current job */
+    atomic_int shutting_down;
     sb_pool_fn fn;
     void *arg;
     int n_tasks;
@@ -27,10 +45,24 @@ typedef struct {
 
 static void take_tasks(sb_pool *p, int worker) {
     for (;;) {
-        int t = atomic_fetch_add(&p->next_task, 1);
+        int t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
         if (t >= p->n_tasks) return;
         p->fn(p->arg, t, worker);
     }
+}
+
+/* Returns the generation of the next job (or of shutdown). */
+static unsigned long wait_for_job(sb_pool *p, unsigned long seen) {
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+        unsigned long g = atomic_load_explicit(&p->generation, memory_order_acquire);
+        if (g != seen || atomic_load(&p->shutting_down)) return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&p->lock);
+    while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && !atomic_load(&p->shutting_down))
+        pthread_cond_wait(&p->wake, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+    return atomic_load_explicit(&p->generation, memory_order_acquire);
 }
 
 static void *worker_main(void *raw) {
@@ -39,17 +71,12 @@ static void *worker_main(void *raw) {
     int index = ws->index;
     free(ws);
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->shutting_down && p->generation == seen) pthread_cond_wait(&p->wake, &p->lock);
-        if (p->shutting_down) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->lock);
+        seen = wait_for_job(p, seen);
+        if (atomic_load(&p->shutting_down)) break;
         take_tasks(p, index);
-        pthread_mutex_lock(&p->lock);
-        if (--p->busy_workers == 0) pthread_cond_signal(&p->done);
+        atomic_fetch_sub_explicit(&p->pending_workers, 1, memory_order_release);
     }
-    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -61,9 +88,9 @@ int sb_pool_new(int n_threads, sb_pool **out, sb_err *err) {
     p->n_threads = n_threads;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
     p->threads = sb_calloc(err, (size_t)n_threads, sizeof *p->threads);
     if (!p->threads) {
+        p->n_threads = 1;
         sb_pool_free(p);
         return SB_EINTERNAL;
     }
@@ -84,13 +111,12 @@ int sb_pool_new(int n_threads, sb_pool **out, sb_err *err) {
 void sb_pool_free(sb_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->lock);
-    p->shutting_down = 1;
+    atomic_store(&p->shutting_down, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     for (int i = 1; i < p->n_threads && p->threads; i++) pthread_join(p->threads[i - 1], NULL);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
     free(p->threads);
     free(p);
 }
@@ -103,17 +129,22 @@ void sb_pool_run(sb_pool *p, sb_pool_fn fn, void *arg, int n_tasks) {
         for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
         return;
     }
-    pthread_mutex_lock(&p->lock);
     p->fn = fn;
     p->arg = arg;
     p->n_tasks = n_tasks;
-    atomic_store(&p->next_task, 0);
-    p->busy_workers = p->n_threads - 1;
-    p->generation++;
+    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->pending_workers, p->n_threads - 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    pthread_mutex_lock(&p->lock); /* wakes workers that went to sleep */
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     take_tasks(p, 0);
-    pthread_mutex_lock(&p->lock);
-    while (p->busy_workers > 0) pthread_cond_wait(&p->done, &p->lock);
-    pthread_mutex_unlock(&p->lock);
+    /* A worker may have been descheduled (more threads than free cores):
+     * after a short spin, yield the core to it instead of burning it. */
+    for (int i = 0; atomic_load_explicit(&p->pending_workers, memory_order_acquire) > 0; i++) {
+        if (i < 4096)
+            cpu_relax();
+        else
+            sched_yield();
+    }
 }

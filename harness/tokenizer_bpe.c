@@ -242,7 +242,8 @@ int sb_bpe_encode_piece(const sb_tokenizer *t, sb_encode_ctx *ctx, const char *p
         for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = sym[i].next)
             if (!sb_ids_push(out, sym[i].id)) return sb_err_set(err, SB_EINTERNAL, "out of memory");
     }
-    if (cacheable && !cache_store(cache, h, piece, len, out->v + first_out, out->n - first_out))
+    const int32_t *piece_ids = out->n > first_out ? out->v + first_out : NULL;
+    if (cacheable && !cache_store(cache, h, piece, len, piece_ids, out->n - first_out))
         return sb_err_set(err, SB_EINTERNAL, "out of memory (piece cache)");
     return SB_OK;
 }

@@ -152,6 +152,16 @@ static int setup_llama(sb_tokenizer *t, const sb_gguf *g, bool *add_bos, sb_err 
     t->spm_add_space_prefix = prefix;
     t->decode_strip_space = prefix;
     sb_tokenizer_find_byte_tokens(t);
+    /* An ASCII byte inside no token longer than one byte can never be part
+     * of a merge, so the merge loop may treat the text between such bytes
+     * as independent sessions (same result, much smaller queues). */
+    for (int b = 0; b < 128; b++) t->spm_isolated[b] = true;
+    for (int32_t i = 0; i < t->vocab.n; i++) {
+        if (t->vocab.len[i] < 2) continue;
+        const char *s = sb_vocab_text(&t->vocab, i);
+        for (uint32_t k = 0; k < t->vocab.len[i]; k++)
+            if ((uint8_t)s[k] < 128) t->spm_isolated[(uint8_t)s[k]] = false;
+    }
     /* llama.cpp's defaults when the ids are not in the file */
     if (t->vocab.n > 2) {
         t->unk_id = 0;

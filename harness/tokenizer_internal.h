@@ -130,6 +130,7 @@ struct sb_tokenizer {
     sb_added_match added_match;
 
     bool spm_add_space_prefix;    /* GGUF llama: ' ' before the first fragment and after specials */
+    bool spm_isolated[128];       /* ASCII bytes that no longer token contains: they never merge */
 
     int32_t bos_id, eos_id;
     int32_t *prefix_ids, *suffix_ids; /* what add_special puts around the ids */
@@ -193,6 +194,9 @@ typedef struct sb_encode_ctx {
     size_t heap_cap;
     sb_piece_cache cache;
 } sb_encode_ctx;
+
+/* A tokenizer.json held in memory (no tokenizer_config.json); `name` is used in messages. */
+int sb_tokenizer_load_hf_text(const char *json, size_t len, const char *name, sb_tokenizer **out, sb_err *err);
 
 /* Allocates an empty tokenizer with no ids; loaders fill it. */
 sb_tokenizer *sb_tokenizer_alloc(const char *source, sb_err *err);

@@ -107,11 +107,9 @@ static int emit_piece(const sb_tokenizer *t, const char *text, const spm_symbol 
     return SB_OK;
 }
 
-int sb_spm_encode(const sb_tokenizer *t, sb_encode_ctx *ctx, const char *text, size_t len, bool prefix_space,
-                  sb_ids *out, sb_err *err) {
-    if (!escape_text(&ctx->word, text, len, prefix_space)) return sb_err_set(err, SB_EINTERNAL, "out of memory");
-    const char *s = ctx->word.p;
-    size_t n_bytes = ctx->word.n;
+/* One merge session over s[0..n_bytes). */
+static int spm_session(const sb_tokenizer *t, sb_encode_ctx *ctx, const char *s, size_t n_bytes, sb_ids *out,
+                       sb_err *err) {
     if (n_bytes == 0) return SB_OK;
     if (!ensure_capacity(ctx, n_bytes)) return sb_err_set(err, SB_EINTERNAL, "out of memory (SentencePiece symbols)");
     spm_symbol *sym = ctx->symbols;
@@ -139,4 +137,20 @@ int sb_spm_encode(const sb_tokenizer *t, sb_encode_ctx *ctx, const char *text, s
     for (int32_t i = 0; i >= 0; i = sym[i].next)
         if (emit_piece(t, s, &sym[i], out) != SB_OK) return sb_err_set(err, SB_EINTERNAL, "out of memory");
     return SB_OK;
+}
+
+int sb_spm_encode(const sb_tokenizer *t, sb_encode_ctx *ctx, const char *text, size_t len, bool prefix_space,
+                  sb_ids *out, sb_err *err) {
+    if (!escape_text(&ctx->word, text, len, prefix_space)) return sb_err_set(err, SB_EINTERNAL, "out of memory");
+    const char *s = ctx->word.p;
+    size_t n = ctx->word.n, start = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)s[i];
+        if (c >= 128 || !t->spm_isolated[c]) continue;
+        int rc = spm_session(t, ctx, s + start, i - start, out, err);
+        if (rc == SB_OK) rc = spm_session(t, ctx, s + i, 1, out, err);
+        if (rc != SB_OK) return rc;
+        start = i + 1;
+    }
+    return spm_session(t, ctx, s + start, n - start, out, err);
 }

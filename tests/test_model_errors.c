@@ -48,7 +48,8 @@ static void llama_specs(tensor_spec *s) {
 
 /* Writes model.safetensors for specs; header_override replaces the JSON
  * header text; truncate_at > 0 cuts the file to that many bytes. */
-static void write_safetensors(const char *dir, const tensor_spec *s, const char *header_override, long truncate_at) {
+static void write_safetensors_file(const char *dir, const char *file, const tensor_spec *s, const char *header_override,
+                                   long truncate_at) {
     cJSON *h = cJSON_CreateObject();
     int64_t off = 0;
     for (int i = 0; i < n_specs(s); i++) {
@@ -67,7 +68,7 @@ static void write_safetensors(const char *dir, const tensor_spec *s, const char 
     cJSON_Delete(h);
     uint64_t hlen = strlen(text);
     char path[512];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
     FILE *f = fopen(path, "wb");
     fwrite(&hlen, 8, 1, f);
     fwrite(text, 1, hlen, f);
@@ -78,6 +79,45 @@ static void write_safetensors(const char *dir, const tensor_spec *s, const char 
     fclose(f);
     free(text);
     if (truncate_at > 0 && truncate(path, truncate_at) != 0) perror("truncate");
+}
+
+static void write_safetensors(const char *dir, const tensor_spec *s, const char *header_override, long truncate_at) {
+    write_safetensors_file(dir, "model.safetensors", s, header_override, truncate_at);
+}
+
+/* A two-shard checkpoint: tensors [0, split) in shard 1, the rest in shard 2,
+ * and model.safetensors.index.json naming each tensor's shard (plus, if
+ * ghost is non-NULL, a tensor that no shard holds). */
+static void write_sharded(const char *dir, const tensor_spec *s, int split, const char *ghost) {
+    tensor_spec first[16], second[16];
+    int n = n_specs(s);
+    if (split < 0 || split > n || n > 15) return;
+    memcpy(first, s, sizeof(tensor_spec) * (size_t)split);
+    first[split].name[0] = 0;
+    memcpy(second, s + split, sizeof(tensor_spec) * (size_t)(n - split));
+    second[n - split].name[0] = 0;
+    write_safetensors_file(dir, "model-00001-of-00002.safetensors", first, NULL, 0);
+    write_safetensors_file(dir, "model-00002-of-00002.safetensors", second, NULL, 0);
+    cJSON *index = cJSON_CreateObject(), *map = cJSON_AddObjectToObject(index, "weight_map");
+    for (int i = 0; i < n; i++)
+        cJSON_AddStringToObject(map, s[i].name, i < split ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors");
+    if (ghost) cJSON_AddStringToObject(map, ghost, "model-00002-of-00002.safetensors");
+    char *text = cJSON_Print(index), path[512];
+    cJSON_Delete(index);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    free(text);
+}
+
+static void remove_shards(const char *dir) {
+    const char *files[] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"};
+    for (int i = 0; i < 3; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
 }
 
 static void write_config(const char *dir, const char *text) {
@@ -186,6 +226,13 @@ int main(void) {
     write_config(dir, good_config);
     unlink(st_path);
     expect_load("missing_weights_file", dir, (const char *[]){dir, "no model.safetensors", NULL});
+
+    write_sharded(dir, specs, 5, NULL);
+    expect_load("sharded_checkpoint_loads", dir, NULL);
+    write_sharded(dir, specs, 5, "model.layers.0.extra.weight");
+    expect_load("sharded_index_names_missing_tensor", dir,
+                (const char *[]){"model.safetensors.index.json", "model.layers.0.extra.weight", NULL});
+    remove_shards(dir);
     unlink(cfg_path);
     rmdir(dir);
     return test_status();
