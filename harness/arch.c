@@ -82,6 +82,8 @@ int sb_arch_build(sb_model *m, sb_tensor_store *st, const sb_arch_names *nm, con
     if (!rc) rc = take_norm(st, nm->final_norm, nm->final_norm_bias, m->d_model, sh->norm_offset, true, &m->final_norm, err);
     if (rc) return rc;
     if (!m->tied_head) return sb_store_take_linear(st, nm->head, nm->head_bias, m->n_vocab, m->d_model, &m->head, err);
+    /* Some tied checkpoints still store a copy of the head: it is the embedding. */
+    if (nm->head) sb_store_mark_used(st, nm->head);
     m->head = m->tok_embd;
     m->head.owned = NULL; /* the embedding owns the payload */
     m->head.bias = NULL;

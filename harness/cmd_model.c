@@ -62,7 +62,11 @@ static void print_info(const sb_model *m) {
     printf("positions    %s", positions_name(m->positions));
     if (m->positions != SB_POS_LEARNED) printf(", %d of %d dims rotated", m->rot_dim, b0->head_dim);
     printf("\n");
-    if (n_sliding) printf("sliding      %d of %d layers, window %d\n", n_sliding, m->n_layer, b0->sliding_window ? b0->sliding_window : m->blocks[0].sliding_window);
+    for (int l = 0; l < m->n_layer && n_sliding; l++)
+        if (m->blocks[l].sliding_window) {
+            printf("sliding      %d of %d layers, window %d\n", n_sliding, m->n_layer, m->blocks[l].sliding_window);
+            break;
+        }
     printf("vocabulary   %d%s\n", m->n_vocab, m->tied_head ? " (head tied to embedding)" : "");
     printf("parameters   %llu\n", (unsigned long long)sb_model_param_count(m));
     format_total totals[8];

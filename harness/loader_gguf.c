@@ -192,6 +192,7 @@ int sb_load_gguf(const char *path, sb_model *m, sb_err *err) {
         rc = fill_store(&x);
     }
     if (!rc) rc = ad->build(&x);
+    if (!rc) rc = sb_store_check_all_used(&st, m->arch, NULL, err);
     if (!rc && sb_gguf_find(&g, "tokenizer.ggml.model")) rc = sb_tokenizer_load_gguf(&g, &m->tokenizer, err);
     if (!rc) rc = sb_store_keep_file(&st, &g.file, err); /* the weights point into the mapping */
     if (!rc) {

@@ -416,24 +416,8 @@ static const hf_adapter adapters[] = {
     {"phi", "phi", hf_phi},         {"opt", "opt", hf_opt},         {"gpt2", "gpt2", hf_gpt2},
 };
 
-/* Tensors an adapter does not need but checkpoints may carry. */
-static bool ignorable(const char *name) {
-    const char *suffixes[] = {"rotary_emb.inv_freq", "attn.bias", "attn.masked_bias"};
-    size_t n = strlen(name);
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-        size_t k = strlen(suffixes[i]);
-        if (n >= k && strcmp(name + n - k, suffixes[i]) == 0) return true;
-    }
-    return false;
-}
-
-static int check_all_used(const sb_tensor_store *st, sb_err *err) {
-    for (int i = 0; i < st->n; i++)
-        if (!st->tensors[i].used && !ignorable(st->tensors[i].name))
-            return sb_err_set(err, SB_EINPUT, "%s: tensor '%s' is not used by the %s layout (unsupported variant?)",
-                              st->tensors[i].file, st->tensors[i].name, "adapter's");
-    return SB_OK;
-}
+/* Tensors an adapter does not need but Hugging Face checkpoints may carry. */
+static const char *const ignorable_suffixes[] = {"rotary_emb.inv_freq", "attn.bias", "attn.masked_bias", NULL};
 
 static int open_weights(const char *dir, sb_tensor_store *st, sb_err *err) {
     char path[4096];
@@ -479,7 +463,7 @@ int sb_load_hf(const char *dir, sb_model *m, sb_err *err) {
     }
     hf_ctx x = {&cfg, &st, m, err};
     if (!rc) rc = ad->build(&x);
-    if (!rc) rc = check_all_used(&st, err);
+    if (!rc) rc = sb_store_check_all_used(&st, m->arch, ignorable_suffixes, err);
     if (!rc) rc = load_tokenizer(dir, m, err);
     if (!rc) {
         m->files = st.files; /* the weights point into these mappings */

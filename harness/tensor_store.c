@@ -45,10 +45,33 @@ const sb_tensor_ref *sb_store_find(const sb_tensor_store *st, const char *name) 
 
 bool sb_store_has(const sb_tensor_store *st, const char *name) { return sb_store_find(st, name) != NULL; }
 
+void sb_store_mark_used(sb_tensor_store *st, const char *name) {
+    for (int i = 0; i < st->n; i++)
+        if (strcmp(st->tensors[i].name, name) == 0) st->tensors[i].used = true;
+}
+
 int64_t sb_tensor_elems(const sb_tensor_ref *t) {
     int64_t n = 1;
     for (int d = 0; d < t->n_dims; d++) n *= t->shape[d];
     return n;
+}
+
+static bool ends_with_any(const char *name, const char *const *suffixes) {
+    size_t n = strlen(name);
+    for (; suffixes && *suffixes; suffixes++) {
+        size_t k = strlen(*suffixes);
+        if (n >= k && strcmp(name + n - k, *suffixes) == 0) return true;
+    }
+    return false;
+}
+
+int sb_store_check_all_used(const sb_tensor_store *st, const char *arch, const char *const *ignorable_suffixes,
+                            sb_err *err) {
+    for (int i = 0; i < st->n; i++)
+        if (!st->tensors[i].used && !ends_with_any(st->tensors[i].name, ignorable_suffixes))
+            return sb_err_set(err, SB_EINPUT, "%s: tensor '%s' has no place in the %s layout (unsupported variant?)",
+                              st->tensors[i].file, st->tensors[i].name, arch);
+    return SB_OK;
 }
 
 static sb_tensor_ref *find_mutable(sb_tensor_store *st, const char *name, sb_err *err) {

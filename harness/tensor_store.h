@@ -41,6 +41,14 @@ int sb_store_keep_file(sb_tensor_store *st, sb_mapped_file *f, sb_err *err);
 
 const sb_tensor_ref *sb_store_find(const sb_tensor_store *st, const char *name);
 bool sb_store_has(const sb_tensor_store *st, const char *name);
+/* Marks a tensor as accounted for without taking it (if present). */
+void sb_store_mark_used(sb_tensor_store *st, const char *name);
+/* Fails naming the first tensor no adapter took (unless its name ends in
+ * one of the NULL-terminated ignorable suffixes): an unknown tensor means
+ * a variant the adapter does not know, and refusing it beats silently
+ * computing a different model. */
+int sb_store_check_all_used(const sb_tensor_store *st, const char *arch, const char *const *ignorable_suffixes,
+                            sb_err *err);
 
 /* A linear layer [rows, cols] from tensor `name`: f32, f16 and bf16 are
  * used in place from the mapping; other types are decoded to f32. The
