@@ -1,15 +1,22 @@
-/* thread_pool.c - workers that spin briefly, then sleep.
+/* thread_pool.c - workers that spin briefly, then sleep; jobs that never
+ * wait for a worker that is not there.
  *
  * The forward pass hands the pool hundreds of small jobs per token.  A
  * worker woken through a condition variable takes tens of microseconds to
  * start on this kind of machine, which at decode time costs more than the
  * work itself; so after a job each worker polls for the next one for a
- * while (SPIN_ROUNDS) before it goes to sleep.  Jobs are published by
- * bumping `generation` after their fields are written (release), and
- * workers read it with acquire, so they see a complete job. */
+ * while (SPIN_ROUNDS) before it sleeps.
+ *
+ * Tasks are claimed from one 64-bit word holding (job generation, task
+ * count, next task).  A worker claims task i of job g by a compare-and-swap
+ * that only succeeds while the word still says job g, so a worker that was
+ * descheduled and wakes late can never run a task of the wrong job, and the
+ * caller only waits for tasks to finish, never for every worker to show up
+ * (which, with more threads than free cores, could take a whole time slice). */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -24,18 +31,27 @@ static void cpu_relax(void) {}
 
 enum { SPIN_ROUNDS = 1 << 15 }; /* about 0.1-0.5 ms of polling */
 
+/* The claim word: generation (24 bits) | task count (20) | next task (20). */
+enum { COUNT_BITS = 20 };
+#define MAX_TASKS ((1u << COUNT_BITS) - 1)
+
+static uint64_t claim_word(uint64_t gen, uint64_t n_tasks, uint64_t next) {
+    return (gen & 0xFFFFFF) << (2 * COUNT_BITS) | n_tasks << COUNT_BITS | next;
+}
+static uint64_t word_gen(uint64_t w) { return w >> (2 * COUNT_BITS); }
+static int word_tasks(uint64_t w) { return (int)(w >> COUNT_BITS & MAX_TASKS); }
+static int word_next(uint64_t w) { return (int)(w & MAX_TASKS); }
+
 struct sb_pool {
-    int n_threads;              /* including the caller */
-    pthread_t *threads;         /* n_threads - 1 workers */
+    int n_threads;                 /* including the caller */
+    pthread_t *threads;            /* n_threads - 1 workers */
     pthread_mutex_t lock;
-    pthread_cond_t wake;        /* a new job or shutdown, for sleeping workers */
-    atomic_ulong generation;    /* bumped once per job */
-    atomic_int pending_workers; /* workers that have not finished the current job */
+    pthread_cond_t wake;           /* a new job or shutdown, for sleeping workers */
+    _Atomic uint64_t claim;
+    _Atomic(sb_pool_fn) fn;
+    _Atomic(void *) arg;
+    atomic_int done;               /* tasks of the current job finished */
     atomic_int shutting_down;
-    sb_pool_fn fn;
-    void *arg;
-    int n_tasks;
-    atomic_int next_task;
 };
 
 typedef struct {
@@ -43,26 +59,35 @@ typedef struct {
     int index;
 } worker_start;
 
-static void take_tasks(sb_pool *p, int worker) {
-    for (;;) {
-        int t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
-        if (t >= p->n_tasks) return;
-        p->fn(p->arg, t, worker);
+/* Runs tasks of job `gen` until none is left; returns how many it ran. */
+static int take_tasks(sb_pool *p, uint64_t gen, int worker) {
+    int ran = 0;
+    uint64_t w = atomic_load_explicit(&p->claim, memory_order_acquire);
+    while (word_gen(w) == (gen & 0xFFFFFF) && word_next(w) < word_tasks(w)) {
+        sb_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *arg = atomic_load_explicit(&p->arg, memory_order_relaxed);
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &w, w + 1, memory_order_acq_rel, memory_order_acquire))
+            continue; /* w now holds the fresh word */
+        fn(arg, word_next(w), worker);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        ran++;
+        w = atomic_load_explicit(&p->claim, memory_order_acquire);
     }
+    return ran;
 }
 
-/* Returns the generation of the next job (or of shutdown). */
-static unsigned long wait_for_job(sb_pool *p, unsigned long seen) {
+/* Waits until the claim word shows a generation other than `seen`. */
+static uint64_t wait_for_job(sb_pool *p, uint64_t seen) {
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        unsigned long g = atomic_load_explicit(&p->generation, memory_order_acquire);
+        uint64_t g = word_gen(atomic_load_explicit(&p->claim, memory_order_acquire));
         if (g != seen || atomic_load(&p->shutting_down)) return g;
         cpu_relax();
     }
     pthread_mutex_lock(&p->lock);
-    while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && !atomic_load(&p->shutting_down))
+    while (word_gen(atomic_load_explicit(&p->claim, memory_order_acquire)) == seen && !atomic_load(&p->shutting_down))
         pthread_cond_wait(&p->wake, &p->lock);
     pthread_mutex_unlock(&p->lock);
-    return atomic_load_explicit(&p->generation, memory_order_acquire);
+    return word_gen(atomic_load_explicit(&p->claim, memory_order_acquire));
 }
 
 static void *worker_main(void *raw) {
@@ -70,12 +95,11 @@ static void *worker_main(void *raw) {
     sb_pool *p = ws->pool;
     int index = ws->index;
     free(ws);
-    unsigned long seen = 0;
+    uint64_t seen = 0;
     for (;;) {
         seen = wait_for_job(p, seen);
         if (atomic_load(&p->shutting_down)) break;
-        take_tasks(p, index);
-        atomic_fetch_sub_explicit(&p->pending_workers, 1, memory_order_release);
+        take_tasks(p, seen, index);
     }
     return NULL;
 }
@@ -123,25 +147,48 @@ void sb_pool_free(sb_pool *p) {
 
 int sb_pool_threads(const sb_pool *p) { return p ? p->n_threads : 1; }
 
+static void run_inline(sb_pool_fn fn, void *arg, int n_tasks) {
+    for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
+}
+
+typedef struct {
+    sb_pool_fn fn;
+    void *arg;
+    int base;
+} offset_job;
+
+static void offset_task(void *raw, int task, int worker) {
+    offset_job *j = raw;
+    j->fn(j->arg, j->base + task, worker);
+}
+
 void sb_pool_run(sb_pool *p, sb_pool_fn fn, void *arg, int n_tasks) {
     if (n_tasks <= 0) return;
     if (!p || p->n_threads == 1 || n_tasks == 1) {
-        for (int t = 0; t < n_tasks; t++) fn(arg, t, 0);
+        run_inline(fn, arg, n_tasks);
         return;
     }
-    p->fn = fn;
-    p->arg = arg;
-    p->n_tasks = n_tasks;
-    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending_workers, p->n_threads - 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    if (n_tasks > (int)MAX_TASKS) { /* in pieces the claim word can count */
+        for (int base = 0; base < n_tasks; base += (int)MAX_TASKS) {
+            offset_job j = {fn, arg, base};
+            int n = n_tasks - base < (int)MAX_TASKS ? n_tasks - base : (int)MAX_TASKS;
+            sb_pool_run(p, offset_task, &j, n);
+        }
+        return;
+    }
+    /* All tasks of the previous job are finished, so no worker reads these now. */
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    uint64_t gen = word_gen(atomic_load(&p->claim)) + 1;
+    atomic_store_explicit(&p->claim, claim_word(gen, (uint64_t)n_tasks, 0), memory_order_release);
     pthread_mutex_lock(&p->lock); /* wakes workers that went to sleep */
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    take_tasks(p, 0);
-    /* A worker may have been descheduled (more threads than free cores):
-     * after a short spin, yield the core to it instead of burning it. */
-    for (int i = 0; atomic_load_explicit(&p->pending_workers, memory_order_acquire) > 0; i++) {
+    take_tasks(p, gen, 0);
+    /* A worker holding a task may have been descheduled (more threads than
+     * free cores): after a short spin, yield the core instead of burning it. */
+    for (int i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; i++) {
         if (i < 4096)
             cpu_relax();
         else
