@@ -122,16 +122,19 @@ static void read_part(void *arg, int task, int worker) {
     j->sums[task] = sb_vec_sum((const float *)(j->src + (size_t)task * j->part), (int64_t)(j->part / sizeof(float)));
 }
 
-/* Memory bandwidth with every pool thread working on its share of 256 MB
- * buffers: *copy_bytes_s counts bytes copied (memcpy's rate; STREAM's
- * "Copy" would report twice this, counting the write), *read_bytes_s bytes
- * read by a streaming sum, which is the access pattern of decoding. */
+/* Memory bandwidth with every pool thread working on its share of 1 GB
+ * buffers (server CPUs can have hundreds of MB of L3, which a smaller
+ * buffer would measure instead): *copy_bytes_s counts bytes copied
+ * (memcpy's rate; STREAM's "Copy" would report twice this, counting the
+ * write), *read_bytes_s bytes read by a streaming sum, the access pattern
+ * of decoding. */
 static void memory_bandwidth(sb_pool *pool, int reps, double *copy_bytes_s, double *read_bytes_s) {
-    size_t n = (size_t)256 << 20;
+    size_t n = (size_t)1 << 30;
     char *a = malloc(n), *b = malloc(n);
     *copy_bytes_s = *read_bytes_s = 0;
     if (a && b) {
-        memset(a, 0, n);
+        /* real, distinct contents: pages of zeros may be shared or deduplicated by the system */
+        for (size_t i = 0; i < n / sizeof(float); i++) ((float *)a)[i] = (float)(i % 1021);
         memset(b, 1, n);
         int parts = sb_pool_threads(pool) < 64 ? sb_pool_threads(pool) : 64;
         copy_job j = {b, a, n / (size_t)parts, {0}};

@@ -25,6 +25,44 @@ float sb_vec_dot(const float *a, const float *b, int64_t n) {
     return sum;
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+static float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+/* Four rows at a time, so each load of x serves four rows: the weights
+ * stream through once, which is all a bandwidth-bound product can do. */
+void sb_vec_matvec(const float *W, int64_t rows, int64_t cols, const float *x, float *y) {
+    int64_t r = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    for (; r + 4 <= rows; r += 4) {
+        const float *w0 = W + r * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        int64_t c = 0;
+        for (; c + 8 <= cols; c += 8) {
+            __m256 xv = _mm256_loadu_ps(x + c);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + c), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + c), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + c), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + c), xv, a3);
+        }
+        float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);
+        for (; c < cols; c++) {
+            s0 += w0[c] * x[c];
+            s1 += w1[c] * x[c];
+            s2 += w2[c] * x[c];
+            s3 += w3[c] * x[c];
+        }
+        y[r] = s0, y[r + 1] = s1, y[r + 2] = s2, y[r + 3] = s3;
+    }
+#endif
+    for (; r < rows; r++) y[r] = sb_vec_dot(W + r * cols, x, cols);
+}
+
 float sb_vec_sum(const float *a, int64_t n) {
     int64_t i = 0;
     float sum = 0;
@@ -42,7 +80,12 @@ float sb_vec_sum(const float *a, int64_t n) {
 }
 
 void sb_vec_axpy(float *y, float a, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+    int64_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 av = _mm256_set1_ps(a);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+#endif
+    for (; i < n; i++) y[i] += a * x[i];
 }
 
 #ifdef __AVX2__

@@ -6,6 +6,8 @@
 
 float sb_vec_dot(const float *a, const float *b, int64_t n);
 float sb_vec_sum(const float *a, int64_t n);
+/* y[rows] = W[rows, cols] · x */
+void sb_vec_matvec(const float *W, int64_t rows, int64_t cols, const float *x, float *y);
 /* y += a * x */
 void sb_vec_axpy(float *y, float a, const float *x, int64_t n);
 /* Softmax in place over x[0..n); returns nothing, sums in double for accuracy. */

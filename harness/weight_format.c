@@ -95,17 +95,19 @@ static void f32_slice(void *arg, int task, int worker) {
     if (n <= 0) return;
     const float *W = (const float *)w->data + row0 * w->cols;
     if (j->n_tok == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)w->cols, 1.0f, W, (int)w->cols, j->x, 1, 0.0f,
-                    j->y + row0, 1);
+        sb_vec_matvec(W, n, w->cols, j->x, j->y + row0);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)n, (int)w->cols, 1.0f, j->x,
                     (int)w->cols, W, (int)w->cols, 0.0f, j->y + row0, (int)w->rows);
 }
 
 void sb_matmul_f32_slices(const sb_linear *w, const float *x, int64_t n_tok, float *y, sb_matmul_ctx *ctx) {
-    int threads = sb_pool_threads(ctx->pool);
-    /* equal slices, rounded up to 16 rows so each stays SIMD-friendly */
-    int64_t per = (w->rows + threads - 1) / threads;
+    /* A GEMM gets one equal slice per thread (bigger products run faster);
+     * a matrix-vector product, bound by memory, gets several per thread so
+     * a thread that started late does not hold up the rest. Slices are
+     * rounded up to 16 rows to stay SIMD-friendly. */
+    int slices = sb_pool_threads(ctx->pool) * (n_tok == 1 ? 4 : 1);
+    int64_t per = (w->rows + slices - 1) / slices;
     per = (per + 15) / 16 * 16;
     matmul_job j = {w, x, n_tok, y, ctx, per};
     sb_pool_run(ctx->pool, f32_slice, &j, task_count(&j));
