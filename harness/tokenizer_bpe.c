@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "merge_heap.h"
 #include "tokenizer_internal.h"
 #include "unicode.h"
 
@@ -17,10 +18,6 @@ typedef struct bpe_symbol {
     int32_t prev, next;  /* neighbours, -1 at the ends */
 } bpe_symbol;
 
-typedef struct bpe_candidate {
-    int32_t rank, left;  /* heap order: lowest rank, then leftmost */
-    int32_t left_id, right_id, result;
-} bpe_candidate;
 
 #define CACHE_MAX_PIECE 128
 #define CACHE_MAX_ENTRIES (1u << 16)
@@ -74,39 +71,6 @@ static bool cache_store(sb_piece_cache *c, uint64_t h, const char *piece, size_t
     return true;
 }
 
-/* ---- heap of merge candidates -------------------------------------------------- */
-
-static inline bool cand_before(const bpe_candidate *a, const bpe_candidate *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static void heap_push(bpe_candidate *h, size_t *n, bpe_candidate c) {
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!cand_before(&c, &h[parent])) break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = c;
-}
-
-static bpe_candidate heap_pop(bpe_candidate *h, size_t *n) {
-    bpe_candidate top = h[0];
-    bpe_candidate last = h[--(*n)];
-    size_t i = 0;
-    for (;;) {
-        size_t child = 2 * i + 1;
-        if (child >= *n) break;
-        if (child + 1 < *n && cand_before(&h[child + 1], &h[child])) child++;
-        if (!cand_before(&h[child], &last)) break;
-        h[i] = h[child];
-        i = child;
-    }
-    if (*n > 0) h[i] = last;
-    return top;
-}
-
 /* ---- the merge loop --------------------------------------------------------------- */
 
 static bool ensure_capacity(sb_encode_ctx *ctx, size_t n_symbols) {
@@ -121,7 +85,7 @@ static bool ensure_capacity(sb_encode_ctx *ctx, size_t n_symbols) {
     size_t heap_need = 3 * n_symbols + 1;
     if (heap_need > ctx->heap_cap) {
         size_t cap = heap_need < 768 ? 768 : heap_need;
-        void *h = realloc(ctx->heap, cap * sizeof(bpe_candidate));
+        void *h = realloc(ctx->heap, cap * sizeof(sb_merge));
         if (!h) return false;
         ctx->heap = h;
         ctx->heap_cap = cap;
@@ -129,20 +93,21 @@ static bool ensure_capacity(sb_encode_ctx *ctx, size_t n_symbols) {
     return true;
 }
 
-static void try_pair(const sb_tokenizer *t, const bpe_symbol *sym, int32_t left, bpe_candidate *heap, size_t *n_heap) {
+static void try_pair(const sb_tokenizer *t, const bpe_symbol *sym, int32_t left, sb_merge *heap, size_t *n_heap) {
     if (left < 0) return;
     int32_t right = sym[left].next;
     if (right < 0) return;
     int32_t rank, result;
     if (!sb_merges_find(&t->merges, sym[left].id, sym[right].id, &rank, &result)) return;
-    heap_push(heap, n_heap, (bpe_candidate){rank, left, sym[left].id, sym[right].id, result});
+    sb_merge_push(heap, n_heap, (sb_merge){.priority = rank, .left = left, .right = right, .left_id = sym[left].id,
+                                           .right_id = sym[right].id, .result = result});
 }
 
-static void merge_all(const sb_tokenizer *t, bpe_symbol *sym, size_t n, bpe_candidate *heap) {
+static void merge_all(const sb_tokenizer *t, bpe_symbol *sym, size_t n, sb_merge *heap) {
     size_t n_heap = 0;
     for (size_t i = 0; i + 1 < n; i++) try_pair(t, sym, (int32_t)i, heap, &n_heap);
     while (n_heap > 0) {
-        bpe_candidate c = heap_pop(heap, &n_heap);
+        sb_merge c = sb_merge_pop(heap, &n_heap);
         bpe_symbol *l = &sym[c.left];
         if (l->id != c.left_id || l->next < 0 || sym[l->next].id != c.right_id) continue; /* stale */
         bpe_symbol *r = &sym[l->next];

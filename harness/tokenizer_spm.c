@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "merge_heap.h"
 #include "tokenizer_internal.h"
 #include "unicode.h"
 
@@ -18,44 +19,8 @@ typedef struct spm_symbol {
     int32_t prev, next;
 } spm_symbol;
 
-typedef struct spm_bigram {
-    float score;
-    int32_t left, right;
-    uint32_t size;
-} spm_bigram;
 
 static const char metaspace[] = "\xe2\x96\x81";
-
-static inline bool bigram_before(const spm_bigram *a, const spm_bigram *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static void heap_push(spm_bigram *h, size_t *n, spm_bigram c) {
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!bigram_before(&c, &h[parent])) break;
-        h[i] = h[parent];
-        i = parent;
-    }
-    h[i] = c;
-}
-
-static spm_bigram heap_pop(spm_bigram *h, size_t *n) {
-    spm_bigram top = h[0];
-    spm_bigram last = h[--(*n)];
-    size_t i = 0;
-    for (;;) {
-        size_t child = 2 * i + 1;
-        if (child >= *n) break;
-        if (child + 1 < *n && bigram_before(&h[child + 1], &h[child])) child++;
-        if (!bigram_before(&h[child], &last)) break;
-        h[i] = h[child];
-        i = child;
-    }
-    if (*n > 0) h[i] = last;
-    return top;
-}
 
 /* Escaped text: optional leading ▁, every ' ' as ▁. */
 static bool escape_text(sb_buf *b, const char *text, size_t len, bool prefix_space) {
@@ -78,7 +43,7 @@ static bool ensure_capacity(sb_encode_ctx *ctx, size_t n_symbols) {
     }
     size_t heap_need = 3 * n_symbols + 1;
     if (heap_need > ctx->heap_cap) {
-        void *h = realloc(ctx->heap, heap_need * sizeof(spm_bigram));
+        void *h = realloc(ctx->heap, heap_need * sizeof(sb_merge));
         if (!h) return false;
         ctx->heap = h;
         ctx->heap_cap = heap_need;
@@ -87,13 +52,14 @@ static bool ensure_capacity(sb_encode_ctx *ctx, size_t n_symbols) {
 }
 
 static void try_bigram(const sb_tokenizer *t, const char *text, const spm_symbol *sym, int32_t left, int32_t right,
-                       spm_bigram *heap, size_t *n_heap) {
+                       sb_merge *heap, size_t *n_heap) {
     if (left < 0 || right < 0) return;
     uint32_t size = sym[left].n + sym[right].n;
     int32_t id = sb_vocab_find(&t->vocab, text + sym[left].start, size);
     if (id < 0) return;
     float score = t->vocab.scores ? t->vocab.scores[id] : 0.0f;
-    heap_push(heap, n_heap, (spm_bigram){score, left, right, size});
+    /* highest score first: the heap pops the lowest priority */
+    sb_merge_push(heap, n_heap, (sb_merge){.priority = -(double)score, .left = left, .right = right, .size = size});
 }
 
 static int emit_piece(const sb_tokenizer *t, const char *text, const spm_symbol *s, sb_ids *out) {
@@ -113,7 +79,7 @@ static int spm_session(const sb_tokenizer *t, sb_encode_ctx *ctx, const char *s,
     if (n_bytes == 0) return SB_OK;
     if (!ensure_capacity(ctx, n_bytes)) return sb_err_set(err, SB_EINTERNAL, "out of memory (SentencePiece symbols)");
     spm_symbol *sym = ctx->symbols;
-    spm_bigram *heap = ctx->heap;
+    sb_merge *heap = ctx->heap;
     size_t n = 0, n_heap = 0;
     for (size_t off = 0; off < n_bytes; n++) {
         size_t clen = (size_t)sb_utf8_lead_len((uint8_t)s[off]);
@@ -124,7 +90,7 @@ static int spm_session(const sb_tokenizer *t, sb_encode_ctx *ctx, const char *s,
     sym[n - 1].next = -1;
     for (size_t i = 1; i < n; i++) try_bigram(t, s, sym, (int32_t)i - 1, (int32_t)i, heap, &n_heap);
     while (n_heap > 0) {
-        spm_bigram b = heap_pop(heap, &n_heap);
+        sb_merge b = sb_merge_pop(heap, &n_heap);
         spm_symbol *l = &sym[b.left], *r = &sym[b.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue;
         l->n += r->n;
