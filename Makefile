@@ -43,8 +43,9 @@ TEST_OBJ := $(BUILD)/tests/check.o
 .PHONY: all test bench clean slimbench
 all: slimbench
 
+# Copy then rename: a running ./slimbench keeps its old inode instead of failing the copy.
 slimbench: $(BUILD)/slimbench
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/slimbench: $(BUILD)/harness/main.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
