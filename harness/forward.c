@@ -431,3 +431,10 @@ void sb_session_free(sb_session *s) {
 void sb_session_reset(sb_session *s) { s->n_past = 0; }
 
 int sb_session_n_past(const sb_session *s) { return s->n_past; }
+
+int sb_session_truncate(sb_session *s, int n_past, sb_err *err) {
+    if (n_past < 0 || n_past > s->n_past)
+        return sb_err_set(err, SB_EINTERNAL, "cannot truncate a %d-position session to %d", s->n_past, n_past);
+    s->n_past = n_past; /* later calls overwrite the cache from here */
+    return SB_OK;
+}

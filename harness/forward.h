@@ -21,6 +21,10 @@ void sb_session_free(sb_session *s);
 /* Forgets every cached position (starts new sequences). */
 void sb_session_reset(sb_session *s);
 int sb_session_n_past(const sb_session *s);
+/* Forgets every position from n_past on (0 <= n_past <= current): a shared
+ * prefix (a question's context) is computed once, then each continuation
+ * is run after truncating back to it. */
+int sb_session_truncate(sb_session *s, int n_past, sb_err *err);
 
 /* Appends n_tok tokens to each sequence: tokens[seq * n_tok + t].  Writes
  * logits for the call's positions t >= logits_from of each sequence to

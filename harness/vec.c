@@ -140,3 +140,26 @@ void sb_vec_softmax(float *x, int64_t n) {
     float inv = (float)(1.0 / sum);
     for (int64_t k = 0; k < n; k++) x[k] *= inv;
 }
+
+double sb_vec_logsumexp(const float *x, int64_t n) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] > max) max = x[i];
+    if (max == -INFINITY) return -INFINITY;
+    double sum = 0;
+    int64_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 m = _mm256_set1_ps(max);
+    __m256d acc = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, acc);
+    sum = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+#endif
+    for (; i < n; i++) sum += exp((double)x[i] - max);
+    return max + log(sum);
+}

@@ -10,6 +10,9 @@ float sb_vec_sum(const float *a, int64_t n);
 void sb_vec_matvec(const float *W, int64_t rows, int64_t cols, const float *x, float *y);
 /* y += a * x */
 void sb_vec_axpy(float *y, float a, const float *x, int64_t n);
+/* log Σ exp(x[i]), in double: the normaliser of a log-softmax row, so
+ * log p(t) = x[t] - sb_vec_logsumexp(x, n) without writing the row. */
+double sb_vec_logsumexp(const float *x, int64_t n);
 /* Softmax in place over x[0..n); returns nothing, sums in double for accuracy. */
 void sb_vec_softmax(float *x, int64_t n);
 

@@ -58,7 +58,23 @@ static void dot_and_sum(void) {
     test_end();
 }
 
+static void logsumexp_matches_double(void) {
+    test_begin("vec_logsumexp_matches_double");
+    enum { N = 50257 };
+    static float x[N];
+    double max = -INFINITY, sum = 0;
+    for (int i = 0; i < N; i++) {
+        x[i] = (float)((i * 7919) % 4001 - 2000) * 0.01f;
+        if (x[i] > max) max = x[i];
+    }
+    for (int i = 0; i < N; i++) sum += exp((double)(x[i] - (float)max));
+    double ref = max + log(sum), got = sb_vec_logsumexp(x, N);
+    test_expect(fabs(got - ref) < 1e-6, "logsumexp %.9f, reference %.9f", got, ref);
+    test_end();
+}
+
 int main(void) {
+    logsumexp_matches_double();
     softmax_matches_double();
     softmax_extremes();
     dot_and_sum();
