@@ -33,22 +33,38 @@ else
   BUILD := build/$(BLAS)
 endif
 
+.DEFAULT_GOAL := all
+
 # Every .c under these folders is part of the library; main.c is the CLI.
 LIB_SRC  := $(filter-out harness/main.c,$(wildcard harness/*.c methods/*.c tasks/*.c datasets/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_OBJ := $(BUILD)/tests/check.o
+# Example external plugins, loaded by the tests with --plugin.
+PLUGIN_SRC := $(wildcard tests/plugins/*.c)
+PLUGIN_SO  := $(PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/plugins/%.so)
 
-.PHONY: all test bench clean slimbench
+# The commit goes into every results record; version.o is rebuilt each time so it never goes stale.
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+$(BUILD)/harness/version.o: CFLAGS += -DSB_GIT_COMMIT=\"$(GIT_COMMIT)\"
+$(BUILD)/harness/version.o: FORCE
+FORCE:
+
+.PHONY: all test bench clean slimbench FORCE
 all: slimbench
 
 # Copy then rename: a running ./slimbench keeps its old inode instead of failing the copy.
 slimbench: $(BUILD)/slimbench
 	cp $< $@.tmp && mv -f $@.tmp $@
 
+# -rdynamic: plugins call back into the harness (parameters, formats).
 $(BUILD)/slimbench: $(BUILD)/harness/main.o $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+$(BUILD)/plugins/%.so: tests/plugins/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared -MMD -MP -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -62,8 +78,8 @@ $(BUILD)/tests/check.o: tests/check.c tests/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -c -o $@ $<
 
-test: slimbench $(TEST_BIN)
-	@SB_TEST_BIN=$(BUILD)/tests SB_SLIMBENCH=./slimbench bash tests/run_tests.sh
+test: slimbench $(TEST_BIN) $(PLUGIN_SO)
+	@SB_TEST_BIN=$(BUILD)/tests SB_PLUGIN_DIR=$(BUILD)/plugins SB_SLIMBENCH=./slimbench bash tests/run_tests.sh
 
 bench: slimbench
 	./slimbench bench

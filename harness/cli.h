@@ -13,6 +13,12 @@ int sb_cmd_info(int argc, char **argv);
 int sb_cmd_logits(int argc, char **argv);
 int sb_cmd_tokenize(int argc, char **argv);
 int sb_cmd_bench(int argc, char **argv);
+int sb_cmd_report(int argc, char **argv);
+int sb_cmd_compare(int argc, char **argv);
+int sb_cmd_merge(int argc, char **argv);
+int sb_cmd_run(int argc, char **argv);
+int sb_cmd_eval(int argc, char **argv);
+int sb_cmd_list(int argc, char **argv);
 
 /* Prints "slimbench: <message>" on stderr and returns err->code (or 1). */
 int sb_cli_fail(const sb_err *err);

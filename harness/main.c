@@ -14,6 +14,12 @@ static const command commands[] = {
     {"info", sb_cmd_info, "info --model PATH            architecture, sizes and tensor formats of a model"},
     {"logits", sb_cmd_logits, "logits --model PATH (--tokens 1,2,3 | --text S) [--top K] [--no-bos]"},
     {"tokenize", sb_cmd_tokenize, "tokenize --model PATH (--text S | --file F) [--no-bos]"},
+    {"run", sb_cmd_run, "run CONFIG.json [--out DIR] [--resume] [--shard K/N] [--plugin X.so] [--quiet]"},
+    {"eval", sb_cmd_eval, "eval --model PATH --task NAME [--method NAME] [--TASK-PARAM V ...] [--method-param K=V]"},
+    {"list", sb_cmd_list, "list [methods|tasks|archs|formats|backends] [--json] [--plugin X.so]"},
+    {"report", sb_cmd_report, "report DIR [--format md|csv|html|json] [--group-by KEY] [--metrics m1,m2] [--relative-to METHOD] [--out FILE]"},
+    {"compare", sb_cmd_compare, "compare CURRENT BASELINE [--tolerance METRIC=REL ...] [--default-tolerance REL] [--ignore METRIC ...] [--junit FILE]"},
+    {"merge", sb_cmd_merge, "merge OUT_DIR DIR...           join shard results, one record per run id"},
     {"bench", sb_cmd_bench, "bench [--seq N] [--layers N] ...  engine speed against GEMM peak and memory bandwidth"},
 };
 

@@ -107,6 +107,20 @@ uint64_t sb_model_weight_bits(const sb_model *m) {
     return bits;
 }
 
+double sb_model_bits_per_weight(const sb_model *m) {
+    uint64_t n = 0, bits = 0;
+    for (int l = 0; l < m->n_layer; l++) {
+        const sb_block *b = &m->blocks[l];
+        const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+        for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) {
+            if (!lins[i]->fmt) continue;
+            n += (uint64_t)(lins[i]->rows * lins[i]->cols);
+            bits += lins[i]->fmt->storage_bits(lins[i]);
+        }
+    }
+    return n ? (double)bits / (double)n : 0;
+}
+
 void sb_rope_default_freqs(float *inv_freq, int rot_dim, double base) {
     for (int i = 0; i < rot_dim / 2; i++) inv_freq[i] = (float)(1.0 / pow(base, (double)(2 * i) / rot_dim));
 }

@@ -81,6 +81,9 @@ int sb_model_validate(const sb_model *m, sb_err *err);
 
 uint64_t sb_model_param_count(const sb_model *m);
 uint64_t sb_model_weight_bits(const sb_model *m);
+/* Storage bits per weight of the blocks' linear layers (what compression
+ * methods change; embeddings and head excluded), 0 if there are none. */
+double sb_model_bits_per_weight(const sb_model *m);
 
 /* Fills inv_freq[rot_dim/2] with base^(-2i/rot_dim). */
 void sb_rope_default_freqs(float *inv_freq, int rot_dim, double base);

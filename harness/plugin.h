@@ -7,7 +7,13 @@
  *     const sb_plugin *sb_plugin_entry(void);
  * whose abi field must equal SB_PLUGIN_ABI.  Everything a plugin needs is
  * reachable from this header: the model IR (model.h), running it
- * (forward.h), its tokenizer, the thread pool, parameters and results.
+ * (forward.h), its tokenizer, the thread pool, vector kernels (vec.h),
+ * parameters and results.
+ *
+ * Methods: never free or write into the model's existing payloads, norm or
+ * bias arrays (f32 weights are read-only mappings of the checkpoint):
+ * replace them with new allocations. The runner restores the original
+ * model between methods by freeing what differs from its snapshot.
  *
  * Bump SB_PLUGIN_ABI whenever a struct in this header or one it includes
  * changes layout, so an old .so is refused instead of misread. */
@@ -23,6 +29,7 @@
 #include "model.h"
 #include "thread_pool.h"
 #include "tokenizer.h"
+#include "vec.h"
 
 #define SB_PLUGIN_ABI 1
 

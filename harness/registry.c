@@ -18,8 +18,15 @@ static const sb_method *const builtin_methods[] = {
 };
 
 /* ---- built-in tasks ---- */
+extern const sb_task sb_task_speed;
+extern const sb_task sb_task_perplexity;
+extern const sb_task sb_task_kld;
+extern const sb_task sb_task_mc;
 static const sb_task *const builtin_tasks[] = {
-    NULL, /* placeholder so the table is never empty; skipped below */
+    &sb_task_speed,
+    &sb_task_perplexity,
+    &sb_task_kld,
+    &sb_task_mc,
 };
 
 const sb_named sb_registry_archs[] = {

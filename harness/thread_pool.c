@@ -52,6 +52,7 @@ struct sb_pool {
     _Atomic(void *) arg;
     atomic_int done;               /* tasks of the current job finished */
     atomic_int shutting_down;
+    int pinned;                    /* sb_pool_pin has run: pinning again would read the caller's one-core mask */
 };
 
 typedef struct {
@@ -194,4 +195,39 @@ void sb_pool_run(sb_pool *p, sb_pool_fn fn, void *arg, int n_tasks) {
         else
             sched_yield();
     }
+}
+
+/* The n-th core of the process's affinity mask (n taken modulo their count). */
+static int nth_allowed_cpu(const cpu_set_t *allowed, int n) {
+    int count = CPU_COUNT(allowed), seen = 0;
+    if (count <= 0) return -1;
+    n %= count;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, allowed) && seen++ == n) return cpu;
+    return -1;
+}
+
+static int pin_thread(pthread_t t, int cpu, int worker, sb_err *err) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    int rc = pthread_setaffinity_np(t, sizeof one, &one);
+    return rc ? sb_err_set(err, SB_EINTERNAL, "cannot pin worker %d to core %d (error %d)", worker, cpu, rc) : SB_OK;
+}
+
+int sb_pool_pin(sb_pool *p, sb_err *err) {
+    if (p && p->pinned) return SB_OK;
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+        return sb_err_set(err, SB_EINTERNAL, "cannot read this process's CPU affinity");
+    int n = sb_pool_threads(p);
+    for (int i = 0; i < n; i++) {
+        int cpu = nth_allowed_cpu(&allowed, i);
+        if (cpu < 0) return sb_err_set(err, SB_EINTERNAL, "no core to pin worker %d to", i);
+        int rc = pin_thread(i == 0 ? pthread_self() : p->threads[i - 1], cpu, i, err);
+        if (rc) return rc;
+    }
+    if (p) p->pinned = 1;
+    return SB_OK;
 }

@@ -24,4 +24,11 @@ int sb_pool_threads(const sb_pool *p);
  * The calling thread works too. A NULL pool runs everything inline. */
 void sb_pool_run(sb_pool *p, sb_pool_fn fn, void *arg, int n_tasks);
 
+/* Binds worker i to the i-th core this process may run on (the caller, as
+ * worker 0, to the first), wrapping around when there are more threads
+ * than cores.  The binding lasts for the pool's life (the caller's for the
+ * thread's); pinning again does nothing.  A pool never pinned keeps the
+ * scheduler's placement. A NULL pool pins the caller to the first core. */
+int sb_pool_pin(sb_pool *p, sb_err *err);
+
 #endif
