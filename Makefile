@@ -25,18 +25,28 @@ else
   $(error BLAS must be openblas or blis, not '$(BLAS)')
 endif
 
+# make MPI=1: one sweep across the ranks of an MPI job (OpenMPI from Debian).
+ifeq ($(MPI),1)
+  CC := mpicc
+  CFLAGS += -DSB_MPI
+  MPI_SUFFIX := -mpi
+endif
+
 ifeq ($(SANITIZE),1)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
-  BUILD := build/san-$(BLAS)
+  BUILD := build/san-$(BLAS)$(MPI_SUFFIX)
 else
-  BUILD := build/$(BLAS)
+  BUILD := build/$(BLAS)$(MPI_SUFFIX)
 endif
 
 .DEFAULT_GOAL := all
 
 # Every .c under these folders is part of the library; main.c is the CLI.
 LIB_SRC  := $(filter-out harness/main.c,$(wildcard harness/*.c methods/*.c tasks/*.c datasets/*.c))
+ifneq ($(MPI),1)
+  LIB_SRC := $(filter-out harness/runner_mpi.c,$(LIB_SRC))
+endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -51,7 +61,7 @@ $(BUILD)/harness/version.o: CFLAGS += -DSB_GIT_COMMIT=\"$(GIT_COMMIT)\"
 $(BUILD)/harness/version.o: FORCE
 FORCE:
 
-.PHONY: all test bench clean slimbench FORCE
+.PHONY: all test test-mpi slimbench-mpi bench clean slimbench FORCE
 all: slimbench
 
 # Copy then rename: a running ./slimbench keeps its old inode instead of failing the copy.
@@ -80,6 +90,13 @@ $(BUILD)/tests/check.o: tests/check.c tests/check.h
 
 test: slimbench $(TEST_BIN) $(PLUGIN_SO)
 	@SB_TEST_BIN=$(BUILD)/tests SB_PLUGIN_DIR=$(BUILD)/plugins SB_SLIMBENCH=./slimbench bash tests/run_tests.sh
+
+# The MPI build (needs libopenmpi-dev, openmpi-bin) and its test, beside the normal tests.
+test-mpi: slimbench $(PLUGIN_SO)
+	$(MAKE) MPI=1 BLAS=$(BLAS) SANITIZE=$(SANITIZE) slimbench-mpi
+	SB_PLUGIN_DIR=$(BUILD)/plugins SB_MPI_SLIMBENCH=$(BUILD)-mpi/slimbench bash tests/cli_mpi.sh
+
+slimbench-mpi: $(BUILD)/slimbench
 
 bench: slimbench
 	./slimbench bench

@@ -111,14 +111,14 @@ int sb_cmd_report(int argc, char **argv) {
 
 /* ---- compare -------------------------------------------------------------------- */
 
-/* "0.01" or "1%" into a fraction >= 0. */
-static int parse_rel(const char *s, const char *flag, double *out, sb_err *err) {
+/* "0.01" or "1%" into a fraction >= 0; flag and arg name the argument in errors. */
+static int parse_rel(const char *s, const char *flag, const char *arg, double *out, sb_err *err) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
     if (end != s && *end == '%') { v /= 100; end++; }
     if (end == s || *end || errno || !(v >= 0) || v > 1e9)
-        return sb_err_set(err, SB_EINPUT, "%s %s: expected a relative tolerance >= 0 such as 0.01 or 1%%", flag, s);
+        return sb_err_set(err, SB_EINPUT, "%s %s: expected a relative tolerance >= 0 such as 0.01 or 1%%", flag, arg);
     *out = v;
     return SB_OK;
 }
@@ -139,10 +139,12 @@ static int add_tolerance(compare_args *a, const char *item, size_t n, sb_err *er
     char *eq = strchr(text, '=');
     if (!eq || eq == text || (size_t)(eq - text) >= sizeof a->tol[0].metric)
         return sb_err_set(err, SB_EINPUT, "--tolerance %s: expected METRIC=REL", text);
-    *eq = 0;
     sb_tolerance *t = &a->tol[a->n_tol];
+    double rel;
+    if (parse_rel(eq + 1, "--tolerance", text, &rel, err) != SB_OK) return SB_EINPUT;
+    *eq = 0;
     memcpy(t->metric, text, (size_t)(eq - text) + 1);   /* length checked above */
-    if (parse_rel(eq + 1, "--tolerance", &t->rel, err) != SB_OK) return SB_EINPUT;
+    t->rel = rel;
     a->n_tol++;
     return SB_OK;
 }
@@ -202,7 +204,7 @@ int sb_cmd_compare(int argc, char **argv) {
     const char *dflt = sb_flag_value(argc, argv, "--default-tolerance");
     int rc = split_args(argc, argv, with_value, NULL, pos, &n_pos, &err);
     if (rc == SB_OK && n_pos != 2) rc = sb_err_set(&err, SB_EINPUT, "compare needs CURRENT and BASELINE (got %d paths)", n_pos);
-    if (rc == SB_OK && dflt) rc = parse_rel(dflt, "--default-tolerance", &opts.default_tolerance, &err);
+    if (rc == SB_OK && dflt) rc = parse_rel(dflt, "--default-tolerance", dflt, &opts.default_tolerance, &err);
     if (rc == SB_OK) rc = collect_lists(argc, argv, a, &err);
     int regressions = 0;
     if (rc == SB_OK) {

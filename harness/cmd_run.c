@@ -48,6 +48,27 @@ static int report_summary(const sb_runner_summary *sum) {
     return sum->failed ? 1 : 0;
 }
 
+/* Built with MPI=1 and started by mpirun with several ranks, the sweep is
+ * shared by the ranks; otherwise this process runs it alone. */
+#ifdef SB_MPI
+#include <mpi.h>
+static int run_sweep(const sb_sweep *s, const sb_runner_opts *o, sb_runner_summary *sum, bool *leader, sb_err *err) {
+    int rank;
+    MPI_Init(NULL, NULL);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int rc = sb_runner_run_mpi(s, o, sum, err);
+    if (rank != 0 && rc) fprintf(stderr, "slimbench: rank %d: %s\n", rank, err->msg);
+    MPI_Finalize();
+    *leader = rank == 0;
+    return rank == 0 ? rc : SB_OK;
+}
+#else
+static int run_sweep(const sb_sweep *s, const sb_runner_opts *o, sb_runner_summary *sum, bool *leader, sb_err *err) {
+    *leader = true;
+    return sb_runner_run(s, o, sum, err);
+}
+#endif
+
 int sb_cmd_run(int argc, char **argv) {
     sb_err err = {0};
     static const char *const with_value[] = {"--out", "--shard", "--plugin", "--threads", NULL};
@@ -67,9 +88,11 @@ int sb_cmd_run(int argc, char **argv) {
                         .quiet = sb_flag_present(argc, argv, "--quiet"), .threads = threads ? atoi(threads) : 0};
     sb_runner_summary sum;
     int rc = parse_shard(sb_flag_value(argc, argv, "--shard"), &o.shard_k, &o.shard_n, &err);
-    if (!rc) rc = sb_runner_run(&s, &o, &sum, &err);
+    bool leader = true;
+    if (!rc) rc = run_sweep(&s, &o, &sum, &leader, &err);
     sb_sweep_free(&s);
     if (rc) return sb_cli_fail(&err);
+    if (!leader) return 0;
     if (!o.quiet) fprintf(stderr, "slimbench: records in %s/runs.jsonl\n", out);
     return report_summary(&sum);
 }

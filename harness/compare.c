@@ -88,12 +88,12 @@ static const char *verdict_text(verdict v) {
 /* ---- table lines ----------------------------------------------------------------- */
 
 static void print_header(FILE *t) {
-    fprintf(t, "%-16s  %-36s  %-16s  %-22s  %14s  %14s  %9s  %s\n", "run_id", "model/method", "task", "metric",
+    fprintf(t, "%-16s  %-36s  %-30s  %-22s  %14s  %14s  %9s  %s\n", "run_id", "model/method", "task", "metric",
             "baseline", "current", "change", "verdict");
 }
 
 static void print_run_line(const run_out *r, const char *what) {
-    fprintf(r->table, "%-16s  %-36s  %-16s  %s\n", r->run_id, r->who, r->task, what);
+    fprintf(r->table, "%-16s  %-36s  %-30s  %s\n", r->run_id, r->who, r->task, what);
     if (r->failures && strncmp(what, "REGRESSION", 10) == 0) fprintf(r->failures, "%s\n", what);
 }
 
@@ -105,7 +105,7 @@ static void print_measure(run_out *r, const measure *m, verdict v, double rel, d
     if (!isnan(rel)) snprintf(change, sizeof change, "%+.2f%%", rel * 100);
     if (!isnan(tol)) snprintf(note, sizeof note, " (tolerance %.2f%%, %s is better)", tol * 100,
                               m->direction == SB_LOWER_IS_BETTER ? "lower" : m->direction == SB_HIGHER_IS_BETTER ? "higher" : "neither");
-    fprintf(r->table, "%-16s  %-36s  %-16s  %-22s  %14s  %14s  %9s  %s%s\n", r->run_id, r->who, r->task, key, base,
+    fprintf(r->table, "%-16s  %-36s  %-30s  %-22s  %14s  %14s  %9s  %s%s\n", r->run_id, r->who, r->task, key, base,
             isnan(m->cur) ? "-" : cur, change, verdict_text(v), v == V_REGRESSED || v == V_MISSING ? note : "");
     if (r->failures && (v == V_REGRESSED || v == V_MISSING))
         fprintf(r->failures, "%s: baseline %s, current %s, change %s%s\n", key, base, isnan(m->cur) ? "missing" : cur,

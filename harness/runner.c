@@ -12,10 +12,11 @@
 #include "record.h"
 #include "results.h"
 #include "runner.h"
+#include "runner_internal.h"
 #include "version.h"
 
 /* What the runner holds while it walks the matrix. */
-typedef struct {
+struct runner {
     const sb_sweep *s;
     const sb_runner_opts *o;
     sb_results *store;
@@ -35,7 +36,7 @@ typedef struct {
     double method_s;
     sb_method_report method_report;
     int records_written;        /* by this process, for fault injection */
-} runner;
+};
 
 static void iso_time(char *buf, size_t n) {
     time_t t = time(NULL);
@@ -259,8 +260,9 @@ static void fault_after_record(runner *r) {
     if (k && ++r->records_written == atoi(k)) raise(SIGKILL);
 }
 
-/* Runs one matrix entry and appends its record. */
-static int execute(runner *r, const sb_run_spec *run, const char *id, sb_runner_summary *sum, sb_err *err) {
+/* Runs one matrix entry and returns its record (NULL when out of memory);
+ * *failed says whether the run failed. */
+cJSON *sb_runner_perform(runner *r, const sb_run_spec *run, const char *id, bool *failed) {
     char label[600];
     snprintf(label, sizeof label, "%s | %s | %s", r->s->models[run->model], r->s->methods[run->method].label,
              r->s->tasks[run->task].label);
@@ -298,60 +300,86 @@ static int execute(runner *r, const sb_run_spec *run, const char *id, sb_runner_
         }
     }
     if (out.error) out.status = "failed";
+    *failed = out.error != NULL;
     cJSON *rec = build_record(r, run, id, &out);
-    int rc = rec ? sb_results_append(r->store, rec, err) : sb_err_set(err, SB_EINTERNAL, "out of memory");
-    fault_after_record(r);
-    cJSON_Delete(rec);
     sb_result_clear(&res);
-    if (out.error) sum->failed++;
-    else sum->ok++;
     char status[1300];
     snprintf(status, sizeof status, "%s%s%s", out.status, out.error ? ": " : "", out.error ? out.error : "");
     sb_progress_run_end(&r->progress, status);
-    if (out.error && !r->o->quiet && r->progress.tty == false) fprintf(stderr, "slimbench: %s\n", out.error);
+    if (out.error && !r->o->quiet && !r->progress.tty) fprintf(stderr, "slimbench: %s\n", out.error);
+    return rec;
+}
+
+/* Appends a record to the store, durably, and counts it. */
+int sb_runner_record(runner *r, const cJSON *rec, bool failed, sb_runner_summary *sum, sb_err *err) {
+    int rc = rec ? sb_results_append(r->store, rec, err) : sb_err_set(err, SB_EINTERNAL, "out of memory");
+    fault_after_record(r);
+    if (failed) sum->failed++;
+    else sum->ok++;
     return rc;
 }
 
-static int prepare(runner *r, sb_err *err) {
-    int rc = sb_results_open(r->o->out_dir, &r->store, err);
+/* with_store: this process writes the records; with_engine: it runs models. */
+int sb_runner_new(const sb_sweep *s, const sb_runner_opts *o, bool with_store, bool with_engine, runner **out,
+                  sb_err *err) {
+    runner *r = sb_calloc(err, 1, sizeof *r);
+    if (!r) return SB_EINTERNAL;
+    *r = (runner){.s = s, .o = o, .model_index = -1, .applied_method = -1, .applied_seed = -1};
+    *out = r;
+    r->model_hash = sb_calloc(err, (size_t)s->n_models, sizeof *r->model_hash);
+    if (!r->model_hash) return SB_EINTERNAL;
+    int rc = with_store ? sb_results_open(o->out_dir, &r->store, err) : SB_OK;
     if (rc) return rc;
-    if (!r->o->resume && sb_results_count(r->store) > 0)
+    if (with_store && !o->resume && sb_results_count(r->store) > 0)
         return sb_err_set(err, SB_EINPUT, "%s already holds %zu records: pass --resume to continue that sweep, or choose another --out",
                           sb_results_path(r->store), sb_results_count(r->store));
-    int threads = r->o->threads ? r->o->threads : r->s->threads;
-    if ((rc = sb_pool_new(threads, &r->pool, err))) return rc;
+    int threads = o->threads ? o->threads : s->threads;
+    if (with_engine && (rc = sb_pool_new(threads, &r->pool, err))) return rc;
     sb_host_describe(r->pool, &r->host);
-    snprintf(r->cache_dir, sizeof r->cache_dir, "%s/cache", r->o->out_dir);
-    r->model_hash = sb_calloc(err, (size_t)r->s->n_models, sizeof *r->model_hash);
-    return r->model_hash ? SB_OK : SB_EINTERNAL;
+    snprintf(r->cache_dir, sizeof r->cache_dir, "%s/cache", o->out_dir);
+    return SB_OK;
 }
+
+void sb_runner_free(runner *r) {
+    if (!r) return;
+    unload(r);
+    cJSON_Delete(r->method_report.details);
+    free(r->model_hash);
+    sb_pool_free(r->pool);
+    sb_results_close(r->store);
+    free(r);
+}
+
+int sb_runner_id(runner *r, const sb_run_spec *run, char id[SB_RUN_ID_LEN + 1], sb_err *err) { return run_id_of(r, run, id, err); }
+
+bool sb_runner_done(const runner *r, const char *id) { return r->store && sb_results_has(r->store, id); }
+
+sb_progress *sb_runner_progress(runner *r) { return &r->progress; }
 
 int sb_runner_run(const sb_sweep *s, const sb_runner_opts *o, sb_runner_summary *sum, sb_err *err) {
     memset(sum, 0, sizeof *sum);
-    runner r = {.s = s, .o = o, .model_index = -1, .applied_method = -1, .applied_seed = -1};
+    runner *r = NULL;
     sb_run_spec *runs = NULL;
     int n_runs = 0;
     int rc = sb_sweep_matrix(s, o->shard_k, o->shard_n, &runs, &n_runs, err);
-    if (!rc) rc = prepare(&r, err);
+    if (!rc) rc = sb_runner_new(s, o, true, true, &r, err);
     sum->planned = n_runs;
-    if (!rc) sb_progress_init(&r.progress, n_runs, o->quiet);
+    if (!rc) sb_progress_init(&r->progress, n_runs, o->quiet);
     for (int i = 0; !rc && i < n_runs; i++) {
         char id[SB_RUN_ID_LEN + 1];
-        rc = run_id_of(&r, &runs[i], id, err);
-        if (rc) break;
-        if (sb_results_has(r.store, id)) {
+        if ((rc = run_id_of(r, &runs[i], id, err))) break;
+        if (sb_results_has(r->store, id)) {
             sum->skipped++;
-            r.progress.done++;
+            r->progress.done++;
             continue;
         }
-        rc = execute(&r, &runs[i], id, sum, err);
+        bool failed;
+        cJSON *rec = sb_runner_perform(r, &runs[i], id, &failed);
+        rc = sb_runner_record(r, rec, failed, sum, err);
+        cJSON_Delete(rec);
     }
-    if (r.store && !rc) sb_progress_finish(&r.progress);
-    unload(&r);
-    cJSON_Delete(r.method_report.details);
-    free(r.model_hash);
-    sb_pool_free(r.pool);
-    sb_results_close(r.store);
+    if (!rc) sb_progress_finish(&r->progress);
+    sb_runner_free(r);
     free(runs);
     return rc;
 }

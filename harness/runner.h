@@ -33,4 +33,8 @@ typedef struct sb_runner_summary {
  * written. */
 int sb_runner_run(const sb_sweep *s, const sb_runner_opts *o, sb_runner_summary *summary, sb_err *err);
 
+/* The same sweep shared by the ranks of an MPI job (built with make MPI=1):
+ * rank 0 hands out runs and writes every record; summary is rank 0's. */
+int sb_runner_run_mpi(const sb_sweep *s, const sb_runner_opts *o, sb_runner_summary *summary, sb_err *err);
+
 #endif

@@ -70,7 +70,8 @@ static void tokenized_free(tokenized *t) { free(t->seq); }
  * already starts with the prefix token's text. */
 static int encode(const encoder *e, const char *text, size_t len, int32_t **ids, size_t *n, sb_err *err) {
     bool add_special = e->version == LM_EVAL_0_4_9_2;
-    if (add_special && e->prefix_text && strncmp(text, e->prefix_text, strlen(e->prefix_text)) == 0)
+    size_t prefix_len = e->prefix_text ? strlen(e->prefix_text) : 0;
+    if (add_special && e->prefix_text && len >= prefix_len && strncmp(text, e->prefix_text, prefix_len) == 0)
         add_special = false;
     return sb_tokenizer_encode(e->tok, text, len, add_special, ids, n, err);
 }

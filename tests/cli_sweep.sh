@@ -161,3 +161,18 @@ if [ $? -eq 2 ] && grep -q "cannot load plugin" "$tmp/err"; then pass plugin_mis
 if [ $? -eq 0 ] && grep -q "ppl" "$tmp/out" && [ "$(wc -l <"$tmp/eval/runs.jsonl")" -eq 1 ]; then pass eval_single_run; else fail eval_single_run "$(cat "$tmp/err")"; fi
 "$sb" eval --model "$model" --task perplexity --n-cxt 64 --data "$text" --out "$tmp/eval2" >/dev/null 2>"$tmp/err"
 if [ $? -eq 2 ] && grep -q "unknown flag '--n-cxt'" "$tmp/err"; then pass eval_unknown_flag; else fail eval_unknown_flag "$(cat "$tmp/err")"; fi
+
+# --- 9. a failing run is recorded as failed with its error, and the sweep goes on
+cat >"$tmp/failing.json" <<JSON
+{"models": ["$model"], "methods": [{"name": "dense"}],
+ "tasks": [{"name": "perplexity", "params": {"data": "$tmp/missing.txt", "protocol": "gptq", "seq": 64}},
+           {"name": "perplexity", "params": {"data": "$text", "protocol": "gptq", "seq": 64, "chunks": 2}}]}
+JSON
+"$sb" run "$tmp/failing.json" --out "$tmp/failing" --quiet >/dev/null 2>&1
+rc=$?
+if [ $rc -eq 1 ] && grep -q '"status":"failed","error":"perplexity: .*missing.txt' "$tmp/failing/runs.jsonl" &&
+    [ "$(grep -c '"status":"ok"' "$tmp/failing/runs.jsonl")" -eq 1 ]; then
+    pass failed_run_recorded
+else
+    fail failed_run_recorded "rc=$rc: $(cut -c1-200 "$tmp/failing/runs.jsonl" 2>/dev/null)"
+fi
