@@ -11,7 +11,7 @@ SANITIZE ?= 0
 ARCH     ?= -march=native
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 
-CFLAGS   = -std=c11 -O2 $(ARCH) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iharness
+CFLAGS   = -std=c11 -O2 $(ARCH) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iharness -Idatasets
 LDLIBS   = -lcjson -lcsv -lm -lpthread -ldl
 
 ifeq ($(BLAS),openblas)

@@ -411,8 +411,17 @@ static void decide_shown_columns(sb_report *r) {
 
 /* ---- building -------------------------------------------------------------------- */
 
+/* A --group-by path that no record has is a typo, not one group "-". */
+static int check_group_by(const char *group_by, const cJSON *const *recs, size_t n, sb_err *err) {
+    if (!group_by || strcmp(group_by, "model") == 0 || strcmp(group_by, "method") == 0) return SB_OK;
+    for (size_t i = 0; i < n; i++)
+        if (sb_record_at(recs[i], group_by)) return SB_OK;
+    return n ? sb_err_set(err, SB_EINPUT, "--group-by %s: no record has this field", group_by) : SB_OK;
+}
+
 static int build(sb_report *r, const cJSON *const *recs, size_t n, const sb_report_opts *o, task_table *tasks,
                  sb_err *err) {
+    if (check_group_by(o->group_by, recs, n, err) != SB_OK) return err->code;
     for (size_t i = 0; i < n; i++)
         if (task_table_note(tasks, recs[i], err) != SB_OK) return SB_EINTERNAL;
     if (collect_columns(r, tasks, recs, n, o->metrics, err) != SB_OK) return SB_EINTERNAL;

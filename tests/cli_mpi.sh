@@ -4,10 +4,10 @@
 # skipped otherwise.
 set -u
 sb=${SB_SLIMBENCH:-./slimbench}
-mpi_sb=${SB_MPI_SLIMBENCH:-build/openblas-mpi/slimbench}
+mpi_sb=${SB_MPI_SLIMBENCH:-}
 plugins=${SB_PLUGIN_DIR:?}
-if ! command -v mpirun >/dev/null || [ ! -x "$mpi_sb" ]; then
-    echo "SKIP mpi_sweep: needs mpirun (openmpi-bin) and the MPI build ($mpi_sb): run make test-mpi"
+if ! command -v mpirun >/dev/null || [ -z "$mpi_sb" ] || [ ! -x "$mpi_sb" ]; then
+    echo "SKIP mpi_sweep: needs mpirun (openmpi-bin) and the MPI build: run make test-mpi"
     exit 0
 fi
 tmp=$(mktemp -d)

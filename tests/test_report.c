@@ -345,6 +345,10 @@ static void test_filters_and_groups(void) {
         sb_err e1 = {0}, e2 = {0};
         test_expect(sb_report_build(s.recs, s.n, &bad_metric, &r, &e1) == SB_EINPUT && strstr(e1.msg, "nope"), "%s", e1.msg);
         test_expect(sb_report_build(s.recs, s.n, &bad_ref, &r, &e2) == SB_EINPUT && strstr(e2.msg, "nope"), "%s", e2.msg);
+        sb_report_opts bad_group = {"method.nope", NULL, NULL};
+        sb_err e3 = {0};
+        test_expect(sb_report_build(s.recs, s.n, &bad_group, &r, &e3) == SB_EINPUT && strstr(e3.msg, "method.nope"), "%s",
+                    e3.msg);
         r = build(&s, "method.name", NULL, NULL);
         char *md = r ? render(r, SB_REPORT_MD) : NULL;
         test_expect(md && strstr(md, "\n## gptq\n") && strstr(md, "\n## rtn\n"), "group headings");
