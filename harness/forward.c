@@ -33,6 +33,8 @@ struct sb_session {
     float *rope_cos, *rope_sin; /* [max_tokens, rot/2] for the call's positions */
     const float *rope_for;      /* the inv_freq table rope_cos/sin were built from */
     sb_matmul_ctx mm;
+    sb_linear_observer observer; /* sees the input of every block linear, or NULL */
+    void *observer_user;
 };
 
 /* ---- element-wise helpers run in the pool over rows ---------------------- */
@@ -224,6 +226,12 @@ static void attn_gemm_task(void *arg, int task, int worker) {
 
 /* ---- one block ----------------------------------------------------------- */
 
+/* A block's linear product, shown to the observer first (calibration). */
+static void block_linear(sb_session *s, int layer, const sb_linear *w, const float *x, int64_t R, float *y) {
+    if (s->observer) s->observer(s->observer_user, layer, w, x, R);
+    sb_linear_forward(w, x, R, y, &s->mm);
+}
+
 static void store_kv(sb_session *s, const sb_block *b, int layer, int n_tok) {
     int64_t kvd = (int64_t)b->n_kv_head * b->head_dim;
     for (int seq = 0; seq < s->n_seq; seq++) {
@@ -243,9 +251,9 @@ static void rotate(sb_session *s, float *x, int n_heads, int head_dim, int n_tok
 static void attention_branch(sb_session *s, const sb_block *b, int layer, int n_tok, int64_t R) {
     const sb_model *m = s->m;
     int hd = b->head_dim;
-    sb_linear_forward(&b->wq, s->h, R, s->q, &s->mm);
-    sb_linear_forward(&b->wk, s->h, R, s->k, &s->mm);
-    sb_linear_forward(&b->wv, s->h, R, s->v, &s->mm);
+    block_linear(s, layer, &b->wq, s->h, R, s->q);
+    block_linear(s, layer, &b->wk, s->h, R, s->k);
+    block_linear(s, layer, &b->wv, s->h, R, s->v);
     if (b->q_norm.weight) apply_norm(s, &b->q_norm, s->q, s->q, R * b->n_head, hd, hd);
     if (b->k_norm.weight) apply_norm(s, &b->k_norm, s->k, s->k, R * b->n_kv_head, hd, hd);
     if (m->positions != SB_POS_LEARNED) {
@@ -259,22 +267,22 @@ static void attention_branch(sb_session *s, const sb_block *b, int layer, int n_
         sb_pool_run(s->pool, attn_dot_task, &aj, s->n_seq * b->n_head * n_tok);
     else
         sb_pool_run(s->pool, attn_gemm_task, &aj, s->n_seq * b->n_head * ((n_tok + QUERY_BLOCK - 1) / QUERY_BLOCK));
-    sb_linear_forward(&b->wo, s->att, R, s->o, &s->mm);
+    block_linear(s, layer, &b->wo, s->att, R, s->o);
     if (b->post_attn_norm.weight) apply_norm(s, &b->post_attn_norm, s->o, s->o, R, m->d_model, m->d_model);
 }
 
 /* out = MLP(in); uses gate/up scratch. */
-static void mlp_branch(sb_session *s, const sb_block *b, const float *in, float *out, int64_t R) {
+static void mlp_branch(sb_session *s, const sb_block *b, int layer, const float *in, float *out, int64_t R) {
     const sb_model *m = s->m;
-    sb_linear_forward(&b->w_up, in, R, s->up, &s->mm);
+    block_linear(s, layer, &b->w_up, in, R, s->up);
     act_job aj = {m->act, s->up, NULL, b->w_up.rows, R};
     if (m->gated_mlp) {
-        sb_linear_forward(&b->w_gate, in, R, s->gate, &s->mm);
+        block_linear(s, layer, &b->w_gate, in, R, s->gate);
         aj.a = s->gate;
         aj.mul = s->up;
     }
     sb_pool_run(s->pool, act_task, &aj, tasks_for(R));
-    sb_linear_forward(&b->w_down, aj.a, R, out, &s->mm);
+    block_linear(s, layer, &b->w_down, aj.a, R, out);
     if (b->post_mlp_norm.weight) apply_norm(s, &b->post_mlp_norm, out, out, R, m->d_model, m->d_model);
 }
 
@@ -290,13 +298,13 @@ static void run_block(sb_session *s, int layer, int n_tok, int64_t R) {
     attention_branch(s, b, layer, n_tok, R);
     if (m->parallel_residual) {
         add_into(s->x, s->o, n);
-        mlp_branch(s, b, s->h, s->o, R);
+        mlp_branch(s, b, layer, s->h, s->o, R);
         add_into(s->x, s->o, n);
         return;
     }
     add_into(s->x, s->o, n);
     apply_norm(s, &b->mlp_norm, s->x, s->h, R, m->d_model, m->d_model);
-    mlp_branch(s, b, s->h, s->o, R);
+    mlp_branch(s, b, layer, s->h, s->o, R);
     add_into(s->x, s->o, n);
 }
 
@@ -336,17 +344,24 @@ static void head(sb_session *s, int n_tok, int logits_from, float *logits) {
         for (int64_t i = 0; i < rows * m->n_vocab; i++) logits[i] = cap_score(logits[i], m->final_softcap);
 }
 
-int sb_session_forward(sb_session *s, const int32_t *tokens, int n_tok, int logits_from, float *logits,
-                       sb_err *err) {
+/* The shape checks every entry point shares. */
+static int check_call(const sb_session *s, int n_tok, sb_err *err) {
     if (n_tok <= 0 || n_tok > s->max_tokens)
         return sb_err_set(err, SB_EINPUT, "%d tokens per sequence in one call; this session takes 1 to %d", n_tok,
                           s->max_tokens);
     if (s->n_past + n_tok > s->max_ctx)
         return sb_err_set(err, SB_EINPUT, "sequence would reach %d positions; the session holds %d",
                           s->n_past + n_tok, s->max_ctx);
+    return SB_OK;
+}
+
+int sb_session_forward(sb_session *s, const int32_t *tokens, int n_tok, int logits_from, float *logits,
+                       sb_err *err) {
+    int rc = check_call(s, n_tok, err);
+    if (rc) return rc;
     if (logits_from < 0 || logits_from > n_tok || (logits_from < n_tok && !logits))
         return sb_err_set(err, SB_EINTERNAL, "bad logits_from %d", logits_from);
-    int rc = embed(s, tokens, n_tok, err);
+    rc = embed(s, tokens, n_tok, err);
     if (rc) return rc;
     int64_t R = (int64_t)s->n_seq * n_tok;
     s->rope_for = NULL;
@@ -354,6 +369,37 @@ int sb_session_forward(sb_session *s, const int32_t *tokens, int n_tok, int logi
     if (logits_from < n_tok) head(s, n_tok, logits_from, logits);
     s->n_past += n_tok;
     return SB_OK;
+}
+
+/* ---- pieces of the pass, for calibration -------------------------------- */
+
+int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_out, sb_err *err) {
+    int rc = check_call(s, n_tok, err);
+    if (!rc) rc = embed(s, tokens, n_tok, err);
+    if (rc) return rc;
+    memcpy(x_out, s->x, sizeof(float) * (size_t)((int64_t)s->n_seq * n_tok * s->m->d_model));
+    return SB_OK;
+}
+
+int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int layer0, int layer1, float *x_out,
+                              sb_err *err) {
+    int rc = check_call(s, n_tok, err);
+    if (rc) return rc;
+    if (layer0 < 0 || layer1 > s->m->n_layer || layer0 > layer1)
+        return sb_err_set(err, SB_EINTERNAL, "block range [%d, %d) outside the model's %d blocks", layer0, layer1,
+                          s->m->n_layer);
+    int64_t R = (int64_t)s->n_seq * n_tok;
+    size_t bytes = sizeof(float) * (size_t)(R * s->m->d_model);
+    memmove(s->x, x_in, bytes);
+    s->rope_for = NULL;
+    for (int l = layer0; l < layer1; l++) run_block(s, l, n_tok, R);
+    memmove(x_out, s->x, bytes);
+    return SB_OK;
+}
+
+void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user) {
+    s->observer = fn;
+    s->observer_user = user;
 }
 
 /* ---- session lifetime ---------------------------------------------------- */

@@ -33,4 +33,25 @@ int sb_session_truncate(sb_session *s, int n_past, sb_err *err);
 int sb_session_forward(sb_session *s, const int32_t *tokens, int n_tok, int logits_from, float *logits,
                        sb_err *err);
 
+/* ---- pieces of the pass (calibration runs a model block by block) ---------
+ * Hidden states are laid out as the residual stream inside the session:
+ * n_seq sequences x n_tok rows of d_model floats, x[(seq * n_tok + t) * d].
+ * Neither call advances n_past: positions are n_past .. n_past + n_tok - 1,
+ * so a calibration pass can run block after block over the same positions
+ * (each block's KV cache entries there are overwritten). */
+
+/* The token embedding (scaled, plus learned positions) of tokens[seq * n_tok + t]. */
+int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_out, sb_err *err);
+/* Blocks [layer0, layer1) applied to x_in; x_out may equal x_in. */
+int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int layer0, int layer1, float *x_out,
+                              sb_err *err);
+
+/* Called before every linear product inside a block with the exact input
+ * rows that linear receives (n_rows = n_seq * n_tok rows of w->cols
+ * floats). w points into m->blocks[layer], so its address says which
+ * linear it is. The observer must not keep x. */
+typedef void (*sb_linear_observer)(void *user, int layer, const sb_linear *w, const float *x, int64_t n_rows);
+/* fn NULL: no observer (the default). */
+void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user);
+
 #endif

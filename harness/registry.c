@@ -12,9 +12,11 @@
 
 /* ---- built-in methods ---- */
 extern const sb_method sb_method_dense;
+extern const sb_method sb_method_rtn;
 
 static const sb_method *const builtin_methods[] = {
     &sb_method_dense,
+    &sb_method_rtn,
 };
 
 /* ---- built-in tasks ---- */
@@ -43,6 +45,7 @@ const sb_named sb_registry_formats[] = {
     {"f32", "32-bit float, used in place from the file when it is f32"},
     {"f16", "IEEE half, decoded tile by tile inside the product"},
     {"bf16", "bfloat16, decoded tile by tile inside the product"},
+    {"qint", "grouped integer codes of 2-8 bits (per group widths allowed), bit-packed, f16 scales/zeros; fused AVX2 product"},
     {NULL, NULL},
 };
 

@@ -112,20 +112,25 @@ static __m256 exp8(__m256 x) {
 }
 #endif
 
-void sb_vec_softmax(float *x, int64_t n) {
+static float max_of(const float *x, int64_t n) {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; i++)
         if (x[i] > max) max = x[i];
+    return max;
+}
+
+/* Σ exp(x[i] - max), summed in doubles (a float total over thousands of
+ * keys or a whole vocabulary would be off by more than the rest of the
+ * pass put together); out, if non-NULL, receives each exp(x[i] - max). */
+static double sum_exp(const float *x, int64_t n, float max, float *out) {
     double sum = 0;
     int64_t i = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-    /* the sum is kept in doubles: a float total over thousands of keys
-     * would be off by more than the rest of the pass put together */
     __m256 m = _mm256_set1_ps(max);
     __m256d acc = _mm256_setzero_pd();
     for (; i + 8 <= n; i += 8) {
         __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
-        _mm256_storeu_ps(x + i, e);
+        if (out) _mm256_storeu_ps(out + i, e);
         acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
         acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
     }
@@ -134,32 +139,21 @@ void sb_vec_softmax(float *x, int64_t n) {
     sum = lanes[0] + lanes[1] + lanes[2] + lanes[3];
 #endif
     for (; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
+        float e = expf(x[i] - max);
+        if (out) out[i] = e;
+        sum += e;
     }
+    return sum;
+}
+
+void sb_vec_softmax(float *x, int64_t n) {
+    double sum = sum_exp(x, n, max_of(x, n), x);
     float inv = (float)(1.0 / sum);
     for (int64_t k = 0; k < n; k++) x[k] *= inv;
 }
 
 double sb_vec_logsumexp(const float *x, int64_t n) {
-    float max = -INFINITY;
-    for (int64_t i = 0; i < n; i++)
-        if (x[i] > max) max = x[i];
+    float max = max_of(x, n);
     if (max == -INFINITY) return -INFINITY;
-    double sum = 0;
-    int64_t i = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    __m256 m = _mm256_set1_ps(max);
-    __m256d acc = _mm256_setzero_pd();
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
-        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-    }
-    double lanes[4];
-    _mm256_storeu_pd(lanes, acc);
-    sum = lanes[0] + lanes[1] + lanes[2] + lanes[3];
-#endif
-    for (; i < n; i++) sum += exp((double)x[i] - max);
-    return max + log(sum);
+    return max + log(sum_exp(x, n, max, NULL));
 }

@@ -1,0 +1,52 @@
+/* quantizer.c - min-max integer quantizer of the GPTQ family (see quantizer.h). */
+#include <math.h>
+
+#include "half.h"
+#include "quantizer.h"
+
+sb_quantizer sb_quantizer_make(int bits, bool symmetric) {
+    return (sb_quantizer){.bits = bits, .maxq = (1 << bits) - 1, .symmetric = symmetric};
+}
+
+sb_qparams sb_quantizer_fit(const sb_quantizer *q, const float *x, int64_t n) {
+    float xmin = 0, xmax = 0; /* starting at 0 is the clamp xmin <= 0 <= xmax */
+    for (int64_t i = 0; i < n; i++) {
+        if (x[i] < xmin) xmin = x[i];
+        if (x[i] > xmax) xmax = x[i];
+    }
+    return sb_quantizer_fit_range(q, xmin, xmax);
+}
+
+sb_qparams sb_quantizer_fit_range(const sb_quantizer *q, float xmin, float xmax) {
+    xmin = fminf(xmin, 0);
+    xmax = fmaxf(xmax, 0);
+    if (q->symmetric) {
+        xmax = fmaxf(fabsf(xmin), xmax);
+        if (xmin < 0) xmin = -xmax;
+    }
+    if (xmin == 0 && xmax == 0) xmin = -1, xmax = 1;
+    float maxq = (float)q->maxq;
+    sb_qparams p = {.scale = (xmax - xmin) / maxq};
+    p.zero = q->symmetric ? (maxq + 1) / 2 : nearbyintf(-xmin / p.scale);
+    return p;
+}
+
+sb_qparams sb_qparams_storable(sb_qparams p) {
+    const float f16_max = 65504.0f, f16_min_subnormal = 0x1p-24f;
+    float a = fabsf(p.scale), s = sb_f16_to_f32(sb_f32_to_f16(fminf(a, f16_max)));
+    if (s == 0) s = f16_min_subnormal;
+    p.scale = copysignf(s, p.scale);
+    return p;
+}
+
+uint8_t sb_quantizer_code(const sb_quantizer *q, sb_qparams p, float x) {
+    float v = nearbyintf(x / p.scale) + p.zero;
+    if (!(v >= 0)) return 0; /* NaN lands on 0 too */
+    return v > (float)q->maxq ? (uint8_t)q->maxq : (uint8_t)v;
+}
+
+float sb_qparams_dequant(sb_qparams p, unsigned code) { return p.scale * ((float)code - p.zero); }
+
+float sb_quantizer_quantize(const sb_quantizer *q, sb_qparams p, float x) {
+    return sb_qparams_dequant(p, sb_quantizer_code(q, p, x));
+}

@@ -1,0 +1,446 @@
+/* test_qint.c - format qint (bit-packed grouped integers), the shared
+ * quantizer and the RTN method.
+ *
+ *   round trip     pack then decode gives scale16·(q - zero) exactly, for 2..8
+ *                  bits, symmetric and asymmetric, per-channel / 32 / 128 groups,
+ *                  a group size that is not a multiple of 8 (scalar path) and
+ *                  mixed per-group widths
+ *   products       fused kernels (1, 2, 4 tokens) and decoded tiles (17 tokens)
+ *                  against a double-precision product of the decoded weights
+ *   storage        storage_bits against the layout arithmetic
+ *   rtn fixture    RTN on a 16 x 256 layer equals tests/reference/make_quant_fixtures.py
+ *                  bit for bit (codes and dequantized weights)
+ *   rtn logits     RTN 8-bit on the tiny llama fixture stays within 1e-2 of dense
+ *   rtn refusals   bits 0 / 9 and a group size not dividing a width are SB_EINPUT
+ *                  errors naming the parameter, with the model unchanged */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../methods/quantizer.h"
+#include "check.h"
+#include "format_qint.h"
+#include "half.h"
+#include "mapped_file.h"
+#include "model_snapshot.h"
+#include "plugin.h"
+
+extern const sb_method sb_method_rtn;
+
+/* xorshift64*: deterministic, no global state */
+static uint64_t next_rand(uint64_t *s) {
+    *s ^= *s >> 12, *s ^= *s << 25, *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+static float uniform(uint64_t *s) { return (float)(next_rand(s) >> 40) / (float)(1 << 24); }
+
+/* A random qint layer's ingredients. */
+typedef struct layer {
+    int64_t rows, cols;
+    int group_size, bits;
+    bool symmetric;
+    uint8_t *widths;   /* NULL: uniform */
+    uint8_t *codes;
+    float *scales, *zeros;
+} layer;
+
+static int width_at(const layer *L, int64_t i) { return L->widths ? L->widths[i] : L->bits; }
+
+static void layer_free(layer *L) {
+    free(L->widths);
+    free(L->codes);
+    free(L->scales);
+    free(L->zeros);
+}
+
+static layer layer_random(int64_t rows, int64_t cols, int gs, int bits, bool sym, bool mixed, uint64_t seed) {
+    layer L = {rows, cols, gs, bits, sym, NULL, NULL, NULL, NULL};
+    int64_t ng = cols / gs;
+    L.codes = malloc((size_t)(rows * cols));
+    L.scales = malloc(sizeof(float) * (size_t)(rows * ng));
+    L.zeros = malloc(sizeof(float) * (size_t)(rows * ng));
+    if (mixed) L.widths = malloc((size_t)(rows * ng));
+    for (int64_t i = 0; i < rows * ng; i++) {
+        if (mixed) L.widths[i] = (uint8_t)(2 + next_rand(&seed) % 7);
+        int maxq = (1 << width_at(&L, i)) - 1;
+        L.scales[i] = 0.001f + 0.05f * uniform(&seed);
+        L.zeros[i] = (float)(next_rand(&seed) % (uint64_t)(maxq + 1));
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            L.codes[r * cols + c] = (uint8_t)(next_rand(&seed) % (uint64_t)(1 << width_at(&L, r * ng + c / gs)));
+    return L;
+}
+
+static int layer_pack(const layer *L, sb_linear *out, sb_err *err) {
+    return sb_qint_pack(L->rows, L->cols, L->group_size, L->bits, L->widths, L->codes, L->scales,
+                        L->symmetric ? NULL : L->zeros, out, err);
+}
+
+/* What decoding must give: f16(scale)·(q - zero), zero implied when symmetric. */
+static float expected_weight(const layer *L, int64_t r, int64_t c) {
+    int64_t i = r * (L->cols / L->group_size) + c / L->group_size;
+    float s = sb_f16_to_f32(sb_f32_to_f16(L->scales[i]));
+    float z = L->symmetric ? (float)(1 << (width_at(L, i) - 1)) : L->zeros[i];
+    return s * ((float)L->codes[r * L->cols + c] - z);
+}
+
+/* Exact bits the layout of format_qint.h stores. */
+static uint64_t expected_bits(const layer *L) {
+    int64_t ng = L->cols / L->group_size, words = 1;
+    for (int64_t r = 0; r < L->rows; r++) {
+        int64_t row_bits = 0;
+        for (int64_t g = 0; g < ng; g++) row_bits += L->group_size * width_at(L, r * ng + g);
+        words += (row_bits + 63) / 64;
+    }
+    uint64_t n_groups = (uint64_t)(L->rows * ng);
+    uint64_t bits = 64u * (uint64_t)words + 16u * n_groups * (L->symmetric ? 1 : 2);
+    if (L->widths) bits += 64u * (uint64_t)L->rows + 8u * ((n_groups + 1) / 2);
+    return bits;
+}
+
+static bool check_round_trip(const layer *L, const char *what) {
+    sb_linear w;
+    sb_err err = {0};
+    if (!test_expect(layer_pack(L, &w, &err) == SB_OK, "%s: %s", what, err.msg)) return false;
+    float *dec = malloc(sizeof(float) * (size_t)(L->rows * L->cols));
+    w.fmt->decode_rows(&w, 0, L->rows, dec);
+    int64_t bad = -1;
+    for (int64_t i = 0; i < L->rows * L->cols && bad < 0; i++) {
+        int64_t r = i / L->cols, c = i % L->cols;
+        if (sb_f32_bits(dec[i]) != sb_f32_bits(expected_weight(L, r, c)) || sb_qint_code_at(&w, r, c) != L->codes[i]) bad = i;
+    }
+    bool ok = test_expect(bad < 0, "%s: element %lld decodes to %g, expected %g", what, (long long)bad,
+                          bad < 0 ? 0 : dec[bad], bad < 0 ? 0 : expected_weight(L, bad / L->cols, bad % L->cols));
+    /* a few rows decoded from the middle must equal the full decode */
+    int64_t r0 = L->rows / 3, n = L->rows - r0 > 2 ? 2 : L->rows - r0;
+    float *part = malloc(sizeof(float) * (size_t)(n * L->cols));
+    w.fmt->decode_rows(&w, r0, n, part);
+    ok &= test_expect(memcmp(part, dec + r0 * L->cols, sizeof(float) * (size_t)(n * L->cols)) == 0, "%s: rows from %lld differ",
+                      what, (long long)r0);
+    ok &= test_expect(w.fmt->storage_bits(&w) == expected_bits(L), "%s: storage %llu bits, expected %llu", what,
+                      (unsigned long long)w.fmt->storage_bits(&w), (unsigned long long)expected_bits(L));
+    free(part);
+    free(dec);
+    sb_linear_free(&w);
+    return ok;
+}
+
+static void test_round_trip(void) {
+    test_begin("qint_round_trip_uniform");
+    const int groups[] = {0, 32, 128};
+    for (int bits = 2; bits <= 8; bits++)
+        for (int sym = 0; sym < 2; sym++)
+            for (int gi = 0; gi < 3; gi++) {
+                int gs = groups[gi] ? groups[gi] : 256;
+                layer L = layer_random(7, 256, gs, bits, sym, false, (uint64_t)(bits * 100 + sym * 10 + gi + 1));
+                char what[64];
+                snprintf(what, sizeof what, "bits %d %s group %d", bits, sym ? "sym" : "asym", groups[gi]);
+                check_round_trip(&L, what);
+                layer_free(&L);
+            }
+    test_end();
+
+    test_begin("qint_round_trip_odd_group_and_mixed");
+    for (int bits = 2; bits <= 8; bits++) { /* group 12: not a multiple of 8, the scalar path */
+        layer L = layer_random(5, 96, 12, bits, bits % 2, false, (uint64_t)bits + 77);
+        check_round_trip(&L, "group 12");
+        layer_free(&L);
+    }
+    const int mixed_groups[] = {32, 128, 12};
+    for (int gi = 0; gi < 3; gi++)
+        for (int sym = 0; sym < 2; sym++) {
+            layer L = layer_random(9, 384, mixed_groups[gi], 0, sym, true, (uint64_t)(gi * 2 + sym + 5));
+            check_round_trip(&L, "mixed widths");
+            layer_free(&L);
+        }
+    test_end();
+}
+
+/* y[t][r] in double from the decoded weights. */
+static void reference_product(const float *W, int64_t rows, int64_t cols, const float *x, int n_tok, double *y) {
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double s = 0;
+            for (int64_t c = 0; c < cols; c++) s += (double)W[r * cols + c] * x[t * cols + c];
+            y[t * rows + r] = s;
+        }
+}
+
+static void check_products(const layer *L, sb_pool *pool, const char *what) {
+    sb_linear w;
+    sb_err err = {0};
+    if (!test_expect(layer_pack(L, &w, &err) == SB_OK, "%s: %s", what, err.msg)) return;
+    enum { MAX_TOK = 17 };
+    int64_t rows = L->rows, cols = L->cols;
+    float *W = malloc(sizeof(float) * (size_t)(rows * cols)), *x = malloc(sizeof(float) * MAX_TOK * (size_t)cols);
+    float *y = malloc(sizeof(float) * MAX_TOK * (size_t)rows);
+    double *ref = malloc(sizeof(double) * MAX_TOK * (size_t)rows);
+    sb_matmul_ctx ctx = {pool, NULL, sb_matmul_scratch_floats(cols, sb_pool_threads(pool))};
+    ctx.scratch = malloc(sizeof(float) * (size_t)ctx.scratch_floats);
+    uint64_t seed = 99;
+    for (int64_t i = 0; i < MAX_TOK * cols; i++) x[i] = 2 * uniform(&seed) - 1;
+    w.fmt->decode_rows(&w, 0, rows, W);
+    const int n_toks[] = {1, 2, 4, MAX_TOK};
+    for (int k = 0; k < 4; k++) {
+        int n = n_toks[k];
+        sb_linear_forward(&w, x, n, y, &ctx);
+        reference_product(W, rows, cols, x, n, ref);
+        double worst = 0, scale = 0;
+        for (int64_t i = 0; i < n * rows; i++) {
+            worst = fmax(worst, fabs(y[i] - ref[i]));
+            scale = fmax(scale, fabs(ref[i]));
+        }
+        test_expect(worst <= 1e-5 * scale, "%s, %d tokens: max |diff| %g vs max |y| %g", what, n, worst, scale);
+    }
+    free(ctx.scratch);
+    free(W);
+    free(x);
+    free(y);
+    free(ref);
+    sb_linear_free(&w);
+}
+
+static void test_products(sb_pool *pool) {
+    test_begin("qint_fused_and_tiled_products");
+    for (int bits = 2; bits <= 8; bits++)
+        for (int sym = 0; sym < 2; sym++) {
+            char what[64];
+            snprintf(what, sizeof what, "bits %d %s g128", bits, sym ? "sym" : "asym");
+            layer L = layer_random(300, 512, 128, bits, sym, false, (uint64_t)(bits * 3 + sym + 1000));
+            check_products(&L, pool, what);
+            layer_free(&L);
+        }
+    layer a = layer_random(41, 256, 32, 4, false, false, 11), b = layer_random(33, 768, 768, 3, true, false, 12);
+    layer c = layer_random(50, 384, 128, 0, false, true, 13), d = layer_random(19, 96, 12, 5, false, false, 14);
+    check_products(&a, pool, "4-bit g32, 41 rows");
+    check_products(&b, pool, "3-bit per-channel");
+    check_products(&c, pool, "mixed widths g128");
+    check_products(&d, pool, "5-bit g12 (scalar path)");
+    layer_free(&a);
+    layer_free(&b);
+    layer_free(&c);
+    layer_free(&d);
+    test_end();
+}
+
+static void test_storage_arithmetic(void) {
+    test_begin("qint_storage_bits");
+    /* 4-bit g128 asymmetric, 4096 x 4096: codes 4 bits + 2 x 16 bits per 128 + one guard word */
+    layer L = layer_random(64, 4096, 128, 4, false, false, 3);
+    sb_linear w;
+    sb_err err = {0};
+    if (test_expect(layer_pack(&L, &w, &err) == SB_OK, "%s", err.msg)) {
+        uint64_t want = 64u * 4096u * 4u + 64u * 32u * 32u + 64u;
+        test_expect(w.fmt->storage_bits(&w) == want, "4-bit g128: %llu bits, expected %llu",
+                    (unsigned long long)w.fmt->storage_bits(&w), (unsigned long long)want);
+        sb_linear_free(&w);
+    }
+    layer_free(&L);
+    /* 3-bit, 100 columns per channel symmetric: 300 bits per row padded to 320 */
+    L = layer_random(10, 100, 100, 3, true, false, 4);
+    if (test_expect(layer_pack(&L, &w, &err) == SB_OK, "%s", err.msg)) {
+        uint64_t want = 10u * 320u + 64u + 10u * 16u;
+        test_expect(w.fmt->storage_bits(&w) == want, "3-bit padded rows: %llu bits, expected %llu",
+                    (unsigned long long)w.fmt->storage_bits(&w), (unsigned long long)want);
+        sb_linear_free(&w);
+    }
+    layer_free(&L);
+    test_end();
+}
+
+/* ---- RTN ---- */
+
+static int rtn_params(const char *const *assign, int n, sb_params *p, sb_err *err) {
+    return sb_params_from_strings(sb_method_rtn.params, sb_method_rtn.n_params, assign, n, "test", p, err);
+}
+
+static bool read_file(const char *path, void *dst, size_t n) {
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(dst, 1, n, f) : 0;
+    if (f) fclose(f);
+    return test_expect(got == n, "%s: could not read %zu bytes", path, n);
+}
+
+/* A model holding only one linear (blocks[0].w_down) with the given weights. */
+static void one_linear_model(sb_model *m, sb_block *b, float *W, int64_t rows, int64_t cols) {
+    memset(m, 0, sizeof *m);
+    memset(b, 0, sizeof *b);
+    b->w_down = (sb_linear){.fmt = &sb_format_f32, .rows = rows, .cols = cols, .data = W};
+    m->n_layer = 1;
+    m->blocks = b;
+}
+
+static void check_fixture_case(const cJSON *c, const float *W, int rows, int cols, sb_pool *pool) {
+    const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+    char a0[32], a1[32], a2[32], path[256];
+    snprintf(a0, sizeof a0, "bits=%d", cJSON_GetObjectItem(c, "bits")->valueint);
+    snprintf(a1, sizeof a1, "group_size=%d", cJSON_GetObjectItem(c, "group_size")->valueint);
+    snprintf(a2, sizeof a2, "symmetric=%s", cJSON_IsTrue(cJSON_GetObjectItem(c, "symmetric")) ? "true" : "false");
+    const char *assign[] = {a0, a1, a2};
+    sb_params p;
+    sb_err err = {0};
+    sb_model m;
+    sb_block b;
+    one_linear_model(&m, &b, (float *)W, rows, cols);
+    sb_run_ctx ctx = {.pool = pool};
+    sb_method_report rep = {0};
+    if (!test_expect(rtn_params(assign, 3, &p, &err) == SB_OK && sb_method_rtn.apply(&m, &p, &ctx, &rep, &err) == SB_OK,
+                     "%s: %s", name, err.msg))
+        return;
+    size_t n = (size_t)rows * (size_t)cols;
+    uint8_t *codes = malloc(n);
+    float *deq = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    snprintf(path, sizeof path, "tests/reference/quant/%s.codes.u8", name);
+    bool ok = read_file(path, codes, n);
+    snprintf(path, sizeof path, "tests/reference/quant/%s.deq.f32", name);
+    ok = ok && read_file(path, deq, sizeof(float) * n);
+    sb_qint_info info;
+    ok = ok && test_expect(sb_qint_info_of(&b.w_down, &info) && rep.real_quant, "%s: not a qint layer", name);
+    if (ok) {
+        b.w_down.fmt->decode_rows(&b.w_down, 0, rows, got);
+        size_t bad_code = n, bad_w = n;
+        for (size_t i = 0; i < n; i++) {
+            if (bad_code == n && sb_qint_code_at(&b.w_down, (int64_t)i / cols, (int64_t)i % cols) != codes[i]) bad_code = i;
+            if (bad_w == n && sb_f32_bits(got[i]) != sb_f32_bits(deq[i])) bad_w = i;
+        }
+        test_expect(bad_code == n, "%s: code %zu differs from the numpy reference", name, bad_code);
+        test_expect(bad_w == n, "%s: weight %zu is %.9g, reference %.9g", name, bad_w, bad_w < n ? got[bad_w] : 0,
+                    bad_w < n ? deq[bad_w] : 0);
+        double want_bpw = (double)b.w_down.fmt->storage_bits(&b.w_down) / (double)n;
+        test_expect(rep.bits_per_weight == want_bpw, "%s: bits_per_weight %g, expected %g", name, rep.bits_per_weight,
+                    want_bpw);
+    }
+    cJSON_Delete(rep.details);
+    sb_linear_free(&b.w_down);
+    free(codes);
+    free(deq);
+    free(got);
+}
+
+static void test_rtn_fixture(sb_pool *pool) {
+    test_begin("rtn_matches_numpy_reference");
+    char *text = NULL;
+    sb_err err = {0};
+    if (!test_expect(sb_read_text_file("tests/reference/quant/manifest.json", &text, NULL, &err) == SB_OK, "%s", err.msg)) {
+        test_end();
+        return;
+    }
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    int rows = cJSON_GetObjectItem(j, "rows")->valueint, cols = cJSON_GetObjectItem(j, "cols")->valueint;
+    float *W = malloc(sizeof(float) * (size_t)rows * (size_t)cols);
+    if (read_file("tests/reference/quant/weights.f32", W, sizeof(float) * (size_t)rows * (size_t)cols)) {
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) check_fixture_case(c, W, rows, cols, pool);
+    }
+    free(W);
+    cJSON_Delete(j);
+    test_end();
+}
+
+/* Logits of the fixture's token sequence. */
+static bool model_logits(const sb_model *m, sb_pool *pool, const int32_t *tokens, int n, float *logits) {
+    sb_session *s;
+    sb_err err = {0};
+    if (!test_expect(sb_session_new(m, pool, 1, n, n, &s, &err) == SB_OK, "%s", err.msg)) return false;
+    bool ok = test_expect(sb_session_forward(s, tokens, n, 0, logits, &err) == SB_OK, "%s", err.msg);
+    sb_session_free(s);
+    return ok;
+}
+
+static bool same_linear(const sb_linear *a, const sb_linear *b) { return a->fmt == b->fmt && a->data == b->data; }
+
+static void test_rtn_model(sb_pool *pool) {
+    test_begin("rtn_8bit_logits_and_refusals");
+    sb_model *m;
+    sb_model_snapshot *snap;
+    sb_err err = {0};
+    if (!test_expect(sb_model_load("tests/reference/models/llama", &m, &err) == SB_OK, "%s", err.msg)) {
+        test_end();
+        return;
+    }
+    enum { N = 20 };
+    int32_t tokens[N];
+    for (int t = 0; t < N; t++) tokens[t] = (t * 37 + 5) % m->n_vocab;
+    float *dense = malloc(sizeof(float) * N * (size_t)m->n_vocab), *quant = malloc(sizeof(float) * N * (size_t)m->n_vocab);
+    sb_run_ctx ctx = {.pool = pool};
+    sb_method_report rep = {0};
+    sb_params p;
+    bool ok = model_logits(m, pool, tokens, N, dense) && test_expect(sb_model_snapshot_take(m, &snap, &err) == SB_OK, "%s", err.msg);
+    if (ok) {
+        /* refusals first: nothing may change */
+        sb_linear before = m->blocks[0].wq;
+        const char *bad_bits[] = {"bits=0", "bits=9"};
+        for (int i = 0; i < 2; i++) {
+            sb_err e = {0};
+            test_expect(rtn_params(&bad_bits[i], 1, &p, &e) == SB_EINPUT && strstr(e.msg, "bits"), "%s accepted: %s",
+                        bad_bits[i], e.msg);
+        }
+        const char *bad_group[] = {"group_size=128"}; /* the model's width is 64 */
+        sb_err e = {0};
+        test_expect(rtn_params(bad_group, 1, &p, &e) == SB_OK && sb_method_rtn.apply(m, &p, &ctx, &rep, &e) == SB_EINPUT &&
+                        strstr(e.msg, "group_size"),
+                    "group_size=128 on width 64: rc %d '%s'", e.code, e.msg);
+        p.v[0].num = 9; /* bits, bypassing the parser: apply refuses too */
+        e = (sb_err){0};
+        test_expect(sb_method_rtn.apply(m, &p, &ctx, &rep, &e) == SB_EINPUT && strstr(e.msg, "bits"), "bits=9 in apply: '%s'",
+                    e.msg);
+        test_expect(same_linear(&before, &m->blocks[0].wq) && same_linear(&before, &m->blocks[0].wq), "model changed");
+
+        const char *assign[] = {"bits=8", "group_size=32"};
+        ok = test_expect(rtn_params(assign, 2, &p, &err) == SB_OK && sb_method_rtn.apply(m, &p, &ctx, &rep, &err) == SB_OK,
+                         "%s", err.msg);
+        sb_qint_info info;
+        ok = ok && test_expect(sb_qint_info_of(&m->blocks[1].w_down, &info) && info.bits == 8 && info.group_size == 32,
+                               "w_down is not 8-bit g32 qint");
+        ok = ok && model_logits(m, pool, tokens, N, quant);
+        if (ok) {
+            double diff = test_max_abs_diff(quant, dense, (long)N * m->n_vocab), scale = test_max_abs(dense, (long)N * m->n_vocab);
+            test_expect(diff <= 1e-2 * scale, "8-bit logits: max |diff| %g vs max |logit| %g", diff, scale);
+            /* 8 bits + 2 x 16 bits per 32 weights, plus a 64-bit guard word per layer */
+            test_expect(rep.bits_per_weight > 9.0 && rep.bits_per_weight < 9.01, "bits_per_weight %g", rep.bits_per_weight);
+        }
+        cJSON_Delete(rep.details);
+        sb_model_snapshot_restore(m, snap);
+        sb_model_snapshot_free(snap);
+    }
+    free(dense);
+    free(quant);
+    sb_model_free(m);
+    test_end();
+}
+
+static void test_quantizer_rules(void) {
+    test_begin("quantizer_gptq_rules");
+    sb_quantizer q4 = sb_quantizer_make(4, false), s4 = sb_quantizer_make(4, true);
+    const float zeros[4] = {0}, positive[3] = {0.5f, 1.0f, 1.5f};
+    sb_qparams p = sb_quantizer_fit(&q4, zeros, 4);
+    test_expect(p.scale == 2.0f / 15 && p.zero == 8, "all-zero: scale %g zero %g", p.scale, p.zero);
+    p = sb_quantizer_fit(&s4, positive, 3); /* quant.py keeps xmin = 0 when nothing is negative */
+    test_expect(p.scale == 1.5f / 15 && p.zero == 8, "positive symmetric: scale %g zero %g", p.scale, p.zero);
+    /* ties go to even: x/scale = 2.5 -> 2, 3.5 -> 4 */
+    sb_qparams unit = {1.0f, 0.0f};
+    test_expect(sb_quantizer_code(&q4, unit, 2.5f) == 2 && sb_quantizer_code(&q4, unit, 3.5f) == 4, "not half-to-even");
+    test_expect(sb_quantizer_code(&q4, unit, 99.0f) == 15 && sb_quantizer_code(&q4, unit, -3.0f) == 0, "no clamp");
+    test_end();
+}
+
+int main(void) {
+    sb_pool *pool;
+    sb_err err = {0};
+    if (sb_pool_new(2, &pool, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    test_round_trip();
+    test_storage_arithmetic();
+    test_products(pool);
+    test_quantizer_rules();
+    test_rtn_fixture(pool);
+    test_rtn_model(pool);
+    sb_pool_free(pool);
+    return test_status();
+}
