@@ -48,6 +48,15 @@ ifneq ($(MPI),1)
   LIB_SRC := $(filter-out harness/runner_mpi.c,$(LIB_SRC))
 endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The plot templates plots/*.gp (the source of truth) are compiled into the binary
+# as C strings (plot.h), so `slimbench plot` works from any directory.
+PLOT_TEMPLATES := $(sort $(wildcard plots/*.gp))
+LIB_OBJ  += $(BUILD)/gen/plot_templates.o
+$(BUILD)/gen/plot_templates.c: plots/embed.awk $(PLOT_TEMPLATES)
+	@mkdir -p $(dir $@)
+	awk -f plots/embed.awk $(PLOT_TEMPLATES) >$@.tmp && mv -f $@.tmp $@
+$(BUILD)/gen/plot_templates.o: $(BUILD)/gen/plot_templates.c
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_OBJ := $(BUILD)/tests/check.o

@@ -19,6 +19,9 @@ int sb_cmd_merge(int argc, char **argv);
 int sb_cmd_run(int argc, char **argv);
 int sb_cmd_eval(int argc, char **argv);
 int sb_cmd_list(int argc, char **argv);
+int sb_cmd_data(int argc, char **argv);
+int sb_cmd_plot(int argc, char **argv);
+int sb_cmd_train(int argc, char **argv);
 
 /* Prints "slimbench: <message>" on stderr and returns err->code (or 1). */
 int sb_cli_fail(const sb_err *err);

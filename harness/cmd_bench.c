@@ -6,7 +6,12 @@
  * layer and the head, with the model's own weights).  The ratio says how
  * much the rest of the pass (norms, rotary, attention, copies) costs.
  * Decode: tokens/s of one-token steps with a KV cache, next to the bound
- * set by memory bandwidth (weight bytes read per token / copy bandwidth). */
+ * set by memory bandwidth (weight bytes read per token / copy bandwidth).
+ * Formats (--formats f32,q8,q4,q3): after those lines, the block linears
+ * are converted to each weight format in turn (qN: method rtn, N bits,
+ * group 128 or the largest of 64, 32 dividing every width, asymmetric, format qint; embeddings and head stay f32) and
+ * decode tokens/s, the time of the block linears alone and their exact
+ * weight bytes are printed next to f32's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +21,8 @@
 #include "cli.h"
 #include "forward.h"
 #include "model_random.h"
+#include "model_snapshot.h"
+#include "registry.h"
 #include "vec.h"
 
 static double now_seconds(void) {
@@ -24,10 +31,30 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+enum { MAX_FORMATS = 8 };
+
 typedef struct {
     int seq, decode, reps, threads;
     sb_random_shape shape;
+    int n_formats;
+    int format_bits[MAX_FORMATS];   /* 32: f32, else the qint width */
+    bool quantize_head;             /* qN also quantizes the output head */
 } bench_args;
+
+/* "f32,q8,q4,q3" -> widths 32, 8, 4, 3. */
+static int parse_formats(const char *list, bench_args *a, sb_err *err) {
+    a->n_formats = 0;
+    if (!list) return SB_OK;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int bits = strcmp(tok, "f32") == 0 ? 32 : tok[0] == 'q' && tok[1] >= '2' && tok[1] <= '8' && !tok[2] ? tok[1] - '0' : 0;
+        if (!bits || a->n_formats == MAX_FORMATS)
+            return sb_err_set(err, SB_EINPUT, "--formats: '%s' is not f32 or q2..q8 (at most %d formats)", tok, MAX_FORMATS);
+        a->format_bits[a->n_formats++] = bits;
+    }
+    return SB_OK;
+}
 
 static int int_flag(int argc, char **argv, const char *name, int dflt, int lo, int *out, sb_err *err) {
     const char *v = sb_flag_value(argc, argv, name);
@@ -44,9 +71,11 @@ static int int_flag(int argc, char **argv, const char *name, int dflt, int lo, i
 
 static int parse_args(int argc, char **argv, bench_args *a, sb_err *err) {
     static const char *const with_value[] = {"--seq", "--decode", "--reps", "--threads", "--layers", "--d-model",
-                                             "--heads", "--kv-heads", "--ff", "--vocab", NULL};
+                                             "--heads", "--kv-heads", "--ff", "--vocab", "--formats", NULL};
     sb_random_shape *s = &a->shape;
-    int rc = sb_flags_check(argc, argv, with_value, NULL, err);
+    static const char *const switches[] = {"--quantize-head", NULL};
+    int rc = sb_flags_check(argc, argv, with_value, switches, err);
+    a->quantize_head = sb_flag_present(argc, argv, "--quantize-head");
     if (!rc) rc = int_flag(argc, argv, "--seq", 512, 8, &a->seq, err);
     if (!rc) rc = int_flag(argc, argv, "--decode", 32, 1, &a->decode, err);
     if (!rc) rc = int_flag(argc, argv, "--reps", 3, 1, &a->reps, err);
@@ -58,6 +87,7 @@ static int parse_args(int argc, char **argv, bench_args *a, sb_err *err) {
     if (!rc) rc = int_flag(argc, argv, "--ff", 1536, 1, &s->ff, err);
     if (!rc) rc = int_flag(argc, argv, "--vocab", 50257, 2, &s->n_vocab, err);
     s->max_positions = a->seq + a->decode;
+    if (!rc) rc = parse_formats(sb_flag_value(argc, argv, "--formats"), a, err);
     return rc;
 }
 
@@ -191,8 +221,9 @@ static int bench_full(const sb_model *m, sb_pool *pool, const bench_args *a, flo
     return rc;
 }
 
-static int bench_decode(const sb_model *m, sb_pool *pool, const bench_args *a, float *logits, sb_err *err) {
-    int prompt = 16, n = a->decode;
+/* Seconds for n one-token steps after a 16-token prompt. */
+static int time_decode(const sb_model *m, sb_pool *pool, int n, float *logits, double *seconds, sb_err *err) {
+    int prompt = 16;
     sb_session *s;
     int rc = sb_session_new(m, pool, 1, prompt + n, prompt, &s, err);
     if (rc) return rc;
@@ -204,7 +235,15 @@ static int bench_decode(const sb_model *m, sb_pool *pool, const bench_args *a, f
         int32_t next = (int32_t)((i * 7) % m->n_vocab);
         rc = sb_session_forward(s, &next, 1, 0, logits, err);
     }
-    double t = now_seconds() - t0;
+    *seconds = now_seconds() - t0;
+    sb_session_free(s);
+    return rc;
+}
+
+static int bench_decode(const sb_model *m, sb_pool *pool, const bench_args *a, float *logits, sb_err *err) {
+    int prompt = 16, n = a->decode;
+    double t;
+    int rc = time_decode(m, pool, n, logits, &t, err);
     if (!rc) {
         /* per step every linear layer and the head are read once; the embedding only one row */
         double bytes = (double)(sb_model_weight_bits(m) - sb_linear_storage_bits(&m->tok_embd)) / 8;
@@ -221,7 +260,132 @@ static int bench_decode(const sb_model *m, sb_pool *pool, const bench_args *a, f
                "(ratio %.3f)\n",
                copy_bw / bytes, rate / (copy_bw / bytes), read_bw / bytes, rate / (read_bw / bytes));
     }
-    sb_session_free(s);
+    return rc;
+}
+
+/* ---- --formats: the block linears in other weight formats ---- */
+
+static uint64_t block_linear_bits(const sb_model *m, uint64_t *n_weights) {
+    uint64_t bits = 0;
+    *n_weights = 0;
+    for (int l = 0; l < m->n_layer; l++) {
+        const sb_block *b = &m->blocks[l];
+        const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+        for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++)
+            if (lins[i]->fmt) bits += lins[i]->fmt->storage_bits(lins[i]), *n_weights += (uint64_t)(lins[i]->rows * lins[i]->cols);
+    }
+    return bits;
+}
+
+/* Best time over reps of one token through every block linear (the
+ * products only: no norms, attention or head). */
+static int time_block_linears(const sb_model *m, sb_pool *pool, int reps, double *best, sb_err *err) {
+    int64_t width = m->d_model > m->blocks[0].w_up.rows ? m->d_model : m->blocks[0].w_up.rows;
+    for (int l = 0; l < m->n_layer; l++) width = m->blocks[l].wq.rows > width ? m->blocks[l].wq.rows : width;
+    sb_matmul_ctx ctx = {pool, NULL, sb_matmul_scratch_floats(width, sb_pool_threads(pool))};
+    float *x = sb_malloc(err, sizeof(float) * (size_t)width), *y = sb_malloc(err, sizeof(float) * (size_t)width);
+    ctx.scratch = sb_malloc(err, sizeof(float) * (size_t)ctx.scratch_floats);
+    int rc = x && y && ctx.scratch ? SB_OK : SB_EINTERNAL;
+    for (int64_t i = 0; !rc && i < width; i++) x[i] = 0.01f * (float)(i % 97 - 48);
+    *best = 1e30;
+    for (int r = 0; !rc && r < reps + 1; r++) {
+        double t0 = now_seconds();
+        for (int l = 0; l < m->n_layer; l++) {
+            const sb_block *b = &m->blocks[l];
+            const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+            for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++)
+                if (lins[i]->fmt) sb_linear_forward(lins[i], x, 1, y, &ctx);
+        }
+        double t = now_seconds() - t0;
+        if (r > 0 && t < *best) *best = t;
+    }
+    free(x);
+    free(y);
+    free(ctx.scratch);
+    return rc;
+}
+
+/* 128 when it divides every block linear's width, else 64, else 32, else
+ * 0 (per-channel): the default shape's d = 576 is 4.5 groups of 128. */
+static int bench_group_size(const sb_model *m) {
+    const int candidates[] = {128, 64, 32};
+    for (size_t k = 0; k < sizeof candidates / sizeof candidates[0]; k++) {
+        bool divides = true;
+        for (int l = 0; l < m->n_layer; l++) {
+            const sb_block *b = &m->blocks[l];
+            const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+            for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++)
+                if (lins[i]->fmt && lins[i]->cols % candidates[k]) divides = false;
+        }
+        if (divides) return candidates[k];
+    }
+    return 0;
+}
+
+/* Converts the block linears (and the head when head_too) with rtn (bits,
+ * the bench's group size, asymmetric). */
+static int convert_rtn(sb_model *m, sb_pool *pool, int bits, bool head_too, sb_err *err) {
+    const sb_method *rtn = sb_registry_method("rtn");
+    if (!rtn) return sb_err_set(err, SB_EINTERNAL, "method rtn is not registered");
+    char b[16], g[32];
+    snprintf(b, sizeof b, "bits=%d", bits);
+    snprintf(g, sizeof g, "group_size=%d", bench_group_size(m));
+    const char *assign[] = {b, g, "symmetric=false", head_too ? "head=true" : "head=false"};
+    sb_params p;
+    sb_method_report rep = {0};
+    sb_run_ctx ctx = {.pool = pool};
+    int rc = sb_params_from_strings(rtn->params, rtn->n_params, assign, 4, "bench --formats", &p, err);
+    if (!rc) rc = rtn->apply(m, &p, &ctx, &rep, err);
+    cJSON_Delete(rep.details);
+    return rc;
+}
+
+typedef struct format_figures {
+    double tokens_s, linears_s, bytes, bits_per_weight;
+} format_figures;
+
+static int measure_format(sb_model *m, sb_pool *pool, const bench_args *a, float *logits, format_figures *f, sb_err *err) {
+    double best = 1e30, t;
+    int rc = SB_OK;
+    for (int r = 0; !rc && r < a->reps; r++) { /* best of reps: the memory system is noisy */
+        rc = time_decode(m, pool, a->decode, logits, &t, err);
+        if (!rc && t < best) best = t;
+    }
+    if (!rc) rc = time_block_linears(m, pool, a->reps, &f->linears_s, err);
+    uint64_t n_weights, bits = block_linear_bits(m, &n_weights);
+    f->tokens_s = a->decode / best;
+    f->bytes = (double)bits / 8;
+    f->bits_per_weight = (double)bits / (double)n_weights;
+    return rc;
+}
+
+static int bench_formats(sb_model *m, sb_pool *pool, const bench_args *a, float *logits, sb_err *err) {
+    sb_model_snapshot *snap;
+    int rc = sb_model_snapshot_take(m, &snap, err);
+    if (rc) return rc;
+    format_figures base = {0};
+    rc = measure_format(m, pool, a, logits, &base, err);
+    printf("formats         block linears%s converted (qN: rtn N bits, group %d, asymmetric -> qint; embeddings%s "
+           "stay f32); decode best of %d x %d steps\n",
+           a->quantize_head ? " and head" : "", bench_group_size(m), a->quantize_head ? "" : " and head", a->reps,
+           a->decode);
+    for (int i = 0; !rc && i < a->n_formats; i++) {
+        int bits = a->format_bits[i];
+        format_figures f = base;
+        if (bits != 32) {
+            rc = convert_rtn(m, pool, bits, a->quantize_head, err);
+            if (!rc) rc = measure_format(m, pool, a, logits, &f, err);
+            sb_model_snapshot_restore(m, snap);
+        }
+        if (rc) break;
+        char name[8];
+        snprintf(name, sizeof name, bits == 32 ? "f32" : "q%d", bits);
+        printf("format %-8s decode %.2f tokens/s (x%.2f f32); block linears %.2f ms/token (x%.2f f32), %.1f MB = "
+               "%.4f bits/weight (%.3f of f32)\n",
+               name, f.tokens_s, f.tokens_s / base.tokens_s, 1e3 * f.linears_s, base.linears_s / f.linears_s, f.bytes / 1e6,
+               f.bits_per_weight, f.bytes / base.bytes);
+    }
+    sb_model_snapshot_free(snap);
     return rc;
 }
 
@@ -245,6 +409,7 @@ int sb_cmd_bench(int argc, char **argv) {
         rc = bench_full(m, pool, &a, logits, &err);
     }
     if (!rc) rc = bench_decode(m, pool, &a, logits, &err);
+    if (!rc && a.n_formats) rc = bench_formats(m, pool, &a, logits, &err);
     free(logits);
     sb_pool_free(pool);
     sb_model_free(m);

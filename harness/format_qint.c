@@ -161,6 +161,25 @@ static void decode_codes(const uint8_t *p, int64_t n, const unpacker *u, float z
         _mm256_storeu_ps(out + j, _mm256_mul_ps(codes_minus_zero(p, u, z), s));
 }
 
+/* How 8 codes are unpacked; a compile-time constant in the row kernels below. */
+enum { KIND_LE4, KIND_LE7, KIND_8 };
+
+static int kind_of(int bits) { return bits == 8 ? KIND_8 : bits <= 4 ? KIND_LE4 : KIND_LE7; }
+
+static inline __attribute__((always_inline)) __m256i unpack_kind(const uint8_t *p, const unpacker *u, int kind) {
+    return kind == KIND_8 ? unpack_8(p) : kind == KIND_LE4 ? unpack_le4(p, u) : unpack_le7(p, u);
+}
+
+/* f16 -> f32 for one scale: the F16C instruction when there is one (the
+ * same value as sb_f16_to_f32 for every finite input, and scales are finite). */
+static inline float scale_value(uint16_t h) {
+#ifdef __F16C__
+    return _cvtsh_ss(h);
+#else
+    return sb_f16_to_f32(h);
+#endif
+}
+
 static float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -225,10 +244,83 @@ typedef struct fused_job {
     int64_t n_tok;
     float *y;
     int64_t rows_per_task;
+    const float *xsum;       /* one token, uniform widths: Σ x over each group */
+    const float *xperm;      /* one token, 4 bits: x with even and odd columns split per 16 */
+    float (*row_1)(const struct fused_job *j, int64_t r);
     unpacker units[MAX_BITS + 1];
 } fused_job;
 
-/* One token: y[r] = Σ_g scale_g · Σ_{j∈g} (q_j - zero_g)·x_j, straight from the bits. */
+/* One token, every group of width u->bits: y[r] = Σ_g scale_g·(Σ_{j∈g} q_j·x_j - zero_g·Σ_{j∈g} x_j),
+ * with Σ_{j∈g} x_j precomputed once per call (xsum).  kind is a constant
+ * at each call site, so the compiler keeps one unpacking per loop. */
+static inline __attribute__((always_inline)) float uniform_row_1(const qint_header *h, int64_t r, const float *x,
+                                                                 const float *xsum, const unpacker *u, int kind) {
+    const uint8_t *p = row_codes(h, r);
+    const uint16_t *scales = (const uint16_t *)(base_of(h) + h->scales_off) + r * h->n_groups;
+    const uint16_t *zeros = (const uint16_t *)(base_of(h) + h->zeros_off) + r * h->n_groups;
+    const float implied_zero = (float)(1 << (u->bits - 1));
+    int64_t gs = h->group_size, step = u->bits; /* bytes per 8 codes */
+    /* Σ_g scale_g·(Σ q·x) stays a vector (one horizontal sum per row); the
+     * zero terms Σ_g scale_g·zero_g·xsum_g are a scalar beside it */
+    __m256 acc = _mm256_setzero_ps();
+    float zero_terms = 0;
+    for (int g = 0; g < h->n_groups; g++, x += gs) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 16 <= gs; k += 16, p += 2 * step) {
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unpack_kind(p, u, kind)), _mm256_loadu_ps(x + k), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unpack_kind(p + step, u, kind)), _mm256_loadu_ps(x + k + 8), a1);
+        }
+        if (k < gs) {
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unpack_kind(p, u, kind)), _mm256_loadu_ps(x + k), a0);
+            p += step;
+        }
+        float zero = h->symmetric ? implied_zero : scale_value(zeros[g]), scale = scale_value(scales[g]);
+        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale), acc);
+        zero_terms += scale * zero * xsum[g];
+    }
+    return hsum(acc) - zero_terms;
+}
+
+/* One token, 4 bits, groups a multiple of 16: 8 bytes hold 16 codes; the
+ * low nibbles are the even codes and the high nibbles the odd ones, so the
+ * caller permuted x to [x0 x2 .. x14 | x1 x3 .. x15] per 16 columns
+ * (xperm) and each 8 bytes cost one widening load, an and, a shift. */
+static float nibble_row_1(const fused_job *j, int64_t r) {
+    const qint_header *h = j->h;
+    const uint8_t *p = row_codes(h, r);
+    const uint16_t *scales = (const uint16_t *)(base_of(h) + h->scales_off) + r * h->n_groups;
+    const uint16_t *zeros = (const uint16_t *)(base_of(h) + h->zeros_off) + r * h->n_groups;
+    const __m256i low = _mm256_set1_epi32(0xf);
+    const float *x = j->xperm;
+    int64_t gs = h->group_size;
+    __m256 acc = _mm256_setzero_ps();
+    float zero_terms = 0;
+    for (int g = 0; g < h->n_groups; g++, x += gs) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (int64_t k = 0; k < gs; k += 16, p += 8) {
+            __m256i bytes = unpack_8(p);
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(bytes, low)), _mm256_loadu_ps(x + k), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(bytes, 4)), _mm256_loadu_ps(x + k + 8), a1);
+        }
+        float zero = h->symmetric ? 8.0f : scale_value(zeros[g]), scale = scale_value(scales[g]);
+        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale), acc);
+        zero_terms += scale * zero * j->xsum[g];
+    }
+    return hsum(acc) - zero_terms;
+}
+
+static float uniform_row_le4(const fused_job *j, int64_t r) {
+    return uniform_row_1(j->h, r, j->x, j->xsum, &j->units[j->h->bits], KIND_LE4);
+}
+static float uniform_row_le7(const fused_job *j, int64_t r) {
+    return uniform_row_1(j->h, r, j->x, j->xsum, &j->units[j->h->bits], KIND_LE7);
+}
+static float uniform_row_8(const fused_job *j, int64_t r) {
+    return uniform_row_1(j->h, r, j->x, j->xsum, &j->units[j->h->bits], KIND_8);
+}
+
+/* One token, mixed widths: y[r] = Σ_g scale_g · Σ_{j∈g} (q_j - zero_g)·x_j, straight from the bits. */
 static float fused_row_1(const fused_job *j, int64_t r) {
     const qint_header *h = j->h;
     const uint8_t *row = row_codes(h, r);
@@ -275,15 +367,43 @@ static void fused_task(void *arg, int task, int worker) {
     int64_t row1 = row0 + j->rows_per_task < j->h->rows ? row0 + j->rows_per_task : j->h->rows;
     for (int64_t r = row0; r < row1; r++) {
         if (j->n_tok == 1)
-            j->y[r] = fused_row_1(j, r);
+            j->y[r] = j->row_1(j, r);
         else
             fused_row_n(j, r);
+    }
+}
+
+/* [x0 x2 .. x14 | x1 x3 .. x15] for every 16 columns. */
+static void split_even_odd(const float *x, int64_t n, float *out) {
+    for (int64_t c = 0; c < n; c += 16)
+        for (int k = 0; k < 8; k++) out[c + k] = x[c + 2 * k], out[c + 8 + k] = x[c + 2 * k + 1];
+}
+
+/* One token, uniform widths: the kernel for the width, and Σ x per group
+ * (and the split x for 4 bits) in the caller's scratch, read-only while
+ * the tasks run. */
+static void choose_row_kernel(fused_job *j, sb_matmul_ctx *ctx) {
+    const qint_header *h = j->h;
+    j->row_1 = fused_row_1;
+    int64_t xsum_floats = ((int64_t)h->n_groups + 15) / 16 * 16;
+    if (j->n_tok != 1 || !h->bits || ctx->scratch_floats < xsum_floats + h->cols) return;
+    float *xsum = ctx->scratch;
+    for (int g = 0; g < h->n_groups; g++) xsum[g] = sb_vec_sum(j->x + (int64_t)g * h->group_size, h->group_size);
+    j->xsum = xsum;
+    int kind = kind_of(h->bits);
+    j->row_1 = kind == KIND_8 ? uniform_row_8 : kind == KIND_LE4 ? uniform_row_le4 : uniform_row_le7;
+    if (h->bits == 4 && h->group_size % 16 == 0) {
+        float *xperm = ctx->scratch + xsum_floats;
+        split_even_odd(j->x, h->cols, xperm);
+        j->xperm = xperm;
+        j->row_1 = nibble_row_1;
     }
 }
 
 static void fused_matmul(const qint_header *h, const float *x, int64_t n_tok, float *y, sb_matmul_ctx *ctx) {
     fused_job j = {.h = h, .x = x, .n_tok = n_tok, .y = y};
     for (int b = MIN_BITS; b <= MAX_BITS; b++) j.units[b] = unpacker_for(b);
+    choose_row_kernel(&j, ctx);
     /* several slices per thread, as for f32 decoding: memory-bound work
      * balances better in smaller pieces */
     int slices = sb_pool_threads(ctx->pool) * 4;

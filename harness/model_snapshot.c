@@ -13,6 +13,7 @@ typedef struct {
 struct sb_model_snapshot {
     sb_model model;          /* the struct as it was */
     sb_block *blocks;        /* copies of the block structs */
+    sb_model reference;      /* the model as it was, read-only: its blocks are the copies above */
     void **owned;            /* every pointer the model owned, to tell new allocations apart */
     size_t n_owned, cap_owned;
     saved_array *arrays;
@@ -87,6 +88,11 @@ int sb_model_snapshot_take(const sb_model *m, sb_model_snapshot **out, sb_err *e
         sb_model_snapshot_free(s);
         return rc;
     }
+    /* The saved block structs still point at the original payloads and
+     * small arrays, which methods never write: a consistent view of the
+     * model as loaded, for methods that compare with it (LoRC, EoRA). */
+    s->reference = s->model;
+    s->reference.blocks = s->blocks;
     *out = s;
     return SB_OK;
 }
@@ -97,13 +103,25 @@ static bool was_owned(const sb_model_snapshot *s, const void *p) {
     return false;
 }
 
-/* Frees p if the snapshot did not own it and it was not freed already. */
-static void free_new(const sb_model_snapshot *s, void *p, void **freed, size_t *n_freed) {
+/* Frees p (with the linear's own release function when it has one: a
+ * low-rank add-on owns an inner payload and its factors) if the snapshot
+ * did not own it and it was not freed already. */
+static void free_new_with(const sb_model_snapshot *s, void *p, void (*release)(void *), void **freed, size_t *n_freed) {
     if (!p || was_owned(s, p)) return;
     for (size_t i = 0; i < *n_freed; i++)
         if (freed[i] == p) return;
     freed[(*n_freed)++] = p;
-    free(p);
+    if (release) release(p);
+    else free(p);
+}
+
+static void free_new(const sb_model_snapshot *s, void *p, void **freed, size_t *n_freed) {
+    free_new_with(s, p, NULL, freed, n_freed);
+}
+
+static void free_new_linear(const sb_model_snapshot *s, const sb_linear *w, void **freed, size_t *n_freed) {
+    free_new_with(s, w->owned, w->free_owned, freed, n_freed);
+    free_new(s, w->bias, freed, n_freed);
 }
 
 static size_t pointers_in(const sb_model *m) { return (size_t)m->n_layer * 32 + 16; }
@@ -120,16 +138,10 @@ void sb_model_snapshot_restore(sb_model *m, const sb_model_snapshot *s) {
                 free_new(s, norms[i]->weight, freed, &n_freed);
                 free_new(s, norms[i]->bias, freed, &n_freed);
             }
-            for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) {
-                free_new(s, lins[i]->owned, freed, &n_freed);
-                free_new(s, lins[i]->bias, freed, &n_freed);
-            }
+            for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) free_new_linear(s, lins[i], freed, &n_freed);
         }
         sb_linear *ends[] = {&m->tok_embd, &m->head};
-        for (size_t i = 0; i < 2; i++) {
-            free_new(s, ends[i]->owned, freed, &n_freed);
-            free_new(s, ends[i]->bias, freed, &n_freed);
-        }
+        for (size_t i = 0; i < 2; i++) free_new_linear(s, ends[i], freed, &n_freed);
         free_new(s, m->final_norm.weight, freed, &n_freed);
         free_new(s, m->final_norm.bias, freed, &n_freed);
         free_new(s, m->pos_embd, freed, &n_freed);
@@ -142,6 +154,8 @@ void sb_model_snapshot_restore(sb_model *m, const sb_model_snapshot *s) {
     for (size_t i = 0; i < s->n_arrays; i++)
         memcpy(s->arrays[i].ptr, s->arrays[i].copy, sizeof(float) * (size_t)s->arrays[i].n);
 }
+
+const sb_model *sb_model_snapshot_reference(const sb_model_snapshot *s) { return &s->reference; }
 
 void sb_model_snapshot_free(sb_model_snapshot *s) {
     if (!s) return;

@@ -18,5 +18,9 @@ typedef struct sb_model_snapshot sb_model_snapshot;
 int sb_model_snapshot_take(const sb_model *m, sb_model_snapshot **out, sb_err *err);
 void sb_model_snapshot_restore(sb_model *m, const sb_model_snapshot *s);
 void sb_model_snapshot_free(sb_model_snapshot *s);
+/* The model as it was when the snapshot was taken, read-only, valid while
+ * the snapshot lives (the original's norm arrays are only as the snapshot
+ * found them if no method wrote into them, which methods must not do). */
+const sb_model *sb_model_snapshot_reference(const sb_model_snapshot *s);
 
 #endif

@@ -31,7 +31,7 @@
 #include "tokenizer.h"
 #include "vec.h"
 
-#define SB_PLUGIN_ABI 1
+#define SB_PLUGIN_ABI 2
 
 /* ---- parameters ---------------------------------------------------------- */
 
@@ -116,6 +116,10 @@ typedef struct sb_run_ctx {
     const char *cache_dir;     /* where a task may cache across runs (e.g. dense log-probs for KLD) */
     bool model_is_reference;   /* the model is the unmodified one this sweep compares against */
     const char *model_id;      /* content hash of the loaded checkpoint, for cache keys */
+    /* The model as loaded, before any step of this run changed it (its
+     * blocks are the snapshot's copies), for methods that compensate an
+     * earlier step's error (LoRC, EoRA). May be NULL. Read-only. */
+    const sb_model *reference;
     /* Progress of long work: done out of total units (tokens, questions). May be NULL. */
     void (*progress)(void *user, double done, double total, const char *unit);
     void *progress_user;

@@ -13,10 +13,18 @@
 /* ---- built-in methods ---- */
 extern const sb_method sb_method_dense;
 extern const sb_method sb_method_rtn;
+extern const sb_method sb_method_gptq;
+extern const sb_method sb_method_lorc;
+extern const sb_method sb_method_sleb;
+extern const sb_method sb_method_magnitude;
 
 static const sb_method *const builtin_methods[] = {
     &sb_method_dense,
     &sb_method_rtn,
+    &sb_method_gptq,
+    &sb_method_lorc,
+    &sb_method_sleb,
+    &sb_method_magnitude,
 };
 
 /* ---- built-in tasks ---- */
@@ -46,6 +54,9 @@ const sb_named sb_registry_formats[] = {
     {"f16", "IEEE half, decoded tile by tile inside the product"},
     {"bf16", "bfloat16, decoded tile by tile inside the product"},
     {"qint", "grouped integer codes of 2-8 bits (per group widths allowed), bit-packed, f16 scales/zeros; fused AVX2 product"},
+    {"csr", "unstructured sparsity: f32 values, 16/32-bit column indices, 32-bit row pointers; fused sparse dot product"},
+    {"n:m", "N:M semi-structured sparsity: n f32 values per group of m with packed in-group positions; fused AVX2 2:4 product"},
+    {"lowrank", "add-on W_c + B*A over any other format (f32 factors), two thin products after W_c's own"},
     {NULL, NULL},
 };
 

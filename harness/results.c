@@ -183,8 +183,7 @@ static int write_all(int fd, const char *data, size_t n) {
     return 0;
 }
 
-/* mkdir -p: every missing component of dir. */
-static int make_dirs(const char *dir, sb_err *err) {
+int sb_make_dirs(const char *dir, sb_err *err) {
     if (!dir[0]) return sb_err_set(err, SB_EINPUT, "empty results directory name");
     char *p = strdup(dir);
     if (!p) return sb_err_set(err, SB_EINTERNAL, "out of memory");
@@ -249,7 +248,7 @@ static int load_and_repair(sb_results *r, sb_err *err) {
 
 int sb_results_open(const char *dir, sb_results **out, sb_err *err) {
     *out = NULL;
-    if (make_dirs(dir, err) != SB_OK) return err->code;
+    if (sb_make_dirs(dir, err) != SB_OK) return err->code;
     char *path = join_path(dir, "runs.jsonl", err);
     sb_results *r = path ? results_new(path, err) : NULL;
     if (!r) return SB_EINTERNAL;
@@ -429,7 +428,7 @@ static int write_replacing(const sb_results *r, const char *dir, const char *pat
 
 int sb_results_merge(const char *out_dir, const char *const *dirs, int n_dirs, size_t *n_records, size_t *n_runs,
                      sb_err *err) {
-    if (make_dirs(out_dir, err) != SB_OK) return err->code;
+    if (sb_make_dirs(out_dir, err) != SB_OK) return err->code;
     char *path = join_path(out_dir, "runs.jsonl", err);
     sb_results *all = path ? results_new(path, err) : NULL;
     if (!all) return SB_EINTERNAL;

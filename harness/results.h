@@ -45,6 +45,9 @@ int sb_results_open(const char *dir, sb_results **out, sb_err *err);
 int sb_results_load(const char *path, sb_results **out, sb_err *err);
 void sb_results_close(sb_results *r);
 
+/* mkdir -p: creates every missing component of dir (a file in the way is an error). */
+int sb_make_dirs(const char *dir, sb_err *err);
+
 /* The file the records come from, for messages. */
 const char *sb_results_path(const sb_results *r);
 

@@ -108,6 +108,7 @@ static void fill_ctx(runner *r, const sb_run_spec *run, sb_run_ctx *ctx) {
     ctx->cache_dir = r->cache_dir;
     ctx->model_is_reference = is_reference(&r->s->methods[run->method]);
     ctx->model_id = r->model_hash[run->model];
+    ctx->reference = r->snapshot ? sb_model_snapshot_reference(r->snapshot) : NULL;
     ctx->progress = sb_progress_inner;
     ctx->progress_user = &r->progress;
 }
@@ -337,7 +338,8 @@ int sb_runner_new(const sb_sweep *s, const sb_runner_opts *o, bool with_store, b
     if (with_engine && (rc = sb_pool_new(threads, &r->pool, err))) return rc;
     sb_host_describe(r->pool, &r->host);
     snprintf(r->cache_dir, sizeof r->cache_dir, "%s/cache", o->out_dir);
-    return SB_OK;
+    /* tasks may rely on the cache folder existing (an MPI worker may get here before the leader made out_dir) */
+    return with_engine ? sb_make_dirs(r->cache_dir, err) : SB_OK;
 }
 
 void sb_runner_free(runner *r) {

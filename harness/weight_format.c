@@ -28,7 +28,8 @@ void sb_linear_forward(const sb_linear *w, const float *x, int64_t n_tok, float 
 }
 
 void sb_linear_free(sb_linear *w) {
-    free(w->owned);
+    if (w->free_owned) w->free_owned(w->owned);
+    else free(w->owned);
     free(w->bias);
     memset(w, 0, sizeof *w);
 }

@@ -41,6 +41,9 @@ struct sb_linear {
     const void *data;        /* the format's payload; may point into a mapped file */
     void *owned;             /* what to free(), if the payload was allocated */
     float *bias;             /* [rows] or NULL; always owned */
+    /* How to free `owned` when it holds further allocations (a low-rank
+     * add-on owns its factors and the linear it wraps); NULL: free(). */
+    void (*free_owned)(void *owned);
 };
 
 extern const sb_format sb_format_f32;

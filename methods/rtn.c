@@ -7,7 +7,8 @@
  * the quantizer so RTN and GPTQ differ only in the error feedback.
  *
  * Layers: q, k, v, o, gate, up and down of every block.  The token
- * embedding and the head stay as loaded, as in GPTQ's evaluation.  The
+ * embedding and the head stay as loaded, as in GPTQ's evaluation, unless
+ * head=true (for speed and memory studies) also quantizes an untied head.  The
  * result is stored in format qint (bit-packed codes, f16 scales and
  * zeros), so bits_per_weight is the exact storage over those layers and
  * the product runs on the packed weights. */
@@ -28,10 +29,15 @@ static void block_linears(sb_block *b, sb_linear *out[N_BLOCK_LINEARS]) {
 }
 
 /* Refuses before anything changes: every quantized layer's width must be
- * a multiple of the group size. */
-static int check_params(sb_model *m, int bits, int group_size, sb_err *err) {
+ * a multiple of the group size; a tied head cannot be quantized alone. */
+static int check_params(sb_model *m, int bits, int group_size, bool head, sb_err *err) {
     if (bits < 2 || bits > 8) return sb_err_set(err, SB_EINPUT, "rtn: bits: %d is not in 2..8", bits);
     if (group_size < 0) return sb_err_set(err, SB_EINPUT, "rtn: group_size: %d is negative", group_size);
+    if (head && m->tied_head)
+        return sb_err_set(err, SB_EINPUT, "rtn: head: the head is tied to the embedding; quantizing it would untie them");
+    if (head && group_size > 0 && m->head.cols % group_size)
+        return sb_err_set(err, SB_EINPUT, "rtn: group_size: %d does not divide the head's width %lld", group_size,
+                          (long long)m->head.cols);
     for (int l = 0; l < m->n_layer && group_size > 0; l++) {
         sb_linear *lins[N_BLOCK_LINEARS];
         block_linears(&m->blocks[l], lins);
@@ -103,8 +109,8 @@ static int quantize_linear(sb_linear *lin, int bits, int group_size, bool symmet
 
 static int rtn_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb_method_report *report, sb_err *err) {
     int bits = (int)sb_param_num(p, "bits"), group_size = (int)sb_param_num(p, "group_size");
-    bool symmetric = sb_param_bool(p, "symmetric");
-    int rc = check_params(m, bits, group_size, err), n_layers = 0;
+    bool symmetric = sb_param_bool(p, "symmetric"), head = sb_param_bool(p, "head");
+    int rc = check_params(m, bits, group_size, head, err), n_layers = 0;
     for (int l = 0; !rc && l < m->n_layer; l++) {
         sb_linear *lins[N_BLOCK_LINEARS];
         block_linears(&m->blocks[l], lins);
@@ -115,13 +121,19 @@ static int rtn_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb_
             n_layers++;
         }
     }
+    if (!rc && head) {
+        rc = quantize_linear(&m->head, bits, group_size, symmetric, ctx ? ctx->pool : NULL, err);
+        if (rc) sb_err_prefix(err, "rtn: head");
+    }
     if (rc) return rc;
     report->bits_per_weight = sb_model_bits_per_weight(m);
     report->real_quant = true;
     report->details = cJSON_CreateObject();
     if (report->details) {
         cJSON_AddNumberToObject(report->details, "layers_quantized", n_layers);
-        cJSON_AddStringToObject(report->details, "layers", "q,k,v,o,gate,up,down of every block; embeddings and head kept");
+        cJSON_AddStringToObject(report->details, "layers",
+                                head ? "q,k,v,o,gate,up,down of every block and the head; embeddings kept"
+                                     : "q,k,v,o,gate,up,down of every block; embeddings and head kept");
         cJSON_AddStringToObject(report->details, "format", "qint: bit-packed codes, f16 scales (and f16 zeros if asymmetric)");
     }
     return SB_OK;
@@ -132,6 +144,8 @@ static const sb_param_spec rtn_params[] = {
     {"group_size", SB_PARAM_INT, "128", 0, 1 << 20, NULL,
      "weights per scale along a row; 0 = one group per row (per-channel); must divide every layer's width"},
     {"symmetric", SB_PARAM_BOOL, "false", 0, 0, NULL, "zero fixed at 2^(bits-1) (no zeros stored) instead of fitted"},
+    {"head", SB_PARAM_BOOL, "false", 0, 0, NULL,
+     "also quantize the output head (the papers keep it in 16 bits; untied heads only)"},
 };
 
 const sb_method sb_method_rtn = {

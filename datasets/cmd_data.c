@@ -1,0 +1,152 @@
+/* cmd_data.c - `slimbench data`: the built-in corpus, multiple-choice sets
+ * and tokenizer written to disk.
+ *
+ *   slimbench data corpus --out DIR [--stories N] [--seed S]
+ *       DIR/train.txt, valid.txt, test.txt (stories 0..N-1, split 90/5/5 by index)
+ *   slimbench data mc --out DIR [--n N] [--seed S]
+ *       DIR/agreement.jsonl, recall.jsonl, arithmetic.jsonl (N questions each)
+ *   slimbench data bpe --input FILE --vocab N --out DIR
+ *       DIR/tokenizer.json, tokenizer_config.json (byte-level BPE trained on FILE)
+ *
+ * DIR is created when missing.  Prints one line per file written. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bpe_train.h"
+#include "cli.h"
+#include "mapped_file.h"
+#include "results.h"
+#include "story_corpus.h"
+#include "story_mc.h"
+
+#define DEFAULT_STORIES 10000
+#define DEFAULT_QUESTIONS 500
+#define DEFAULT_SEED 1
+
+/* An integer flag in [lo, hi]; *out keeps its default when the flag is absent. */
+static int int_flag(int argc, char **argv, const char *name, long long lo, long long hi, long long *out, sb_err *err) {
+    const char *s = sb_flag_value(argc, argv, name);
+    if (!s) return SB_OK;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return sb_err_set(err, SB_EINPUT, "%s must be an integer in %lld..%lld, not '%s'", name, lo, hi, s);
+    *out = v;
+    return SB_OK;
+}
+
+static int seed_flag(int argc, char **argv, uint64_t *seed, sb_err *err) {
+    const char *s = sb_flag_value(argc, argv, "--seed");
+    if (!s) return SB_OK;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-')
+        return sb_err_set(err, SB_EINPUT, "--seed must be a non-negative integer, not '%s'", s);
+    *seed = (uint64_t)v;
+    return SB_OK;
+}
+
+static int write_text(const char *dir, const char *name, const char *text, size_t len, sb_err *err) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(n);
+    if (!path) return sb_err_set(err, SB_EINTERNAL, "out of memory");
+    snprintf(path, n, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(text, 1, len, f) == len;
+    if (f && fclose(f) != 0) ok = 0;
+    int rc = ok ? SB_OK : sb_err_set(err, SB_EINPUT, "%s: cannot write: %s", path, strerror(errno));
+    if (rc == SB_OK) printf("wrote %s (%zu bytes)\n", path, len);
+    free(path);
+    return rc;
+}
+
+static int data_corpus(int argc, char **argv, sb_err *err) {
+    static const char *const with_value[] = {"--out", "--stories", "--seed", NULL};
+    static const char *const names[] = {"train.txt", "valid.txt", "test.txt"};
+    long long stories = DEFAULT_STORIES;
+    uint64_t seed = DEFAULT_SEED;
+    const char *out = sb_flag_value(argc, argv, "--out");
+    int rc = sb_flags_check(argc, argv, with_value, NULL, err);
+    if (rc == SB_OK && !out) rc = sb_err_set(err, SB_EINPUT, "data corpus needs --out DIR");
+    if (rc == SB_OK) rc = int_flag(argc, argv, "--stories", 1, 100000000, &stories, err);
+    if (rc == SB_OK) rc = seed_flag(argc, argv, &seed, err);
+    if (rc == SB_OK) rc = sb_make_dirs(out, err);
+    for (int split = 0; rc == SB_OK && split < 3; split++) {
+        char *text;
+        size_t len;
+        rc = sb_story_generate(seed, (int)stories, split, &text, &len, err);
+        if (rc == SB_OK) rc = write_text(out, names[split], text, len, err);
+        free(text);
+    }
+    return rc;
+}
+
+static int data_mc(int argc, char **argv, sb_err *err) {
+    static const char *const with_value[] = {"--out", "--n", "--seed", NULL};
+    long long n = DEFAULT_QUESTIONS;
+    uint64_t seed = DEFAULT_SEED;
+    const char *out = sb_flag_value(argc, argv, "--out");
+    int rc = sb_flags_check(argc, argv, with_value, NULL, err);
+    if (rc == SB_OK && !out) rc = sb_err_set(err, SB_EINPUT, "data mc needs --out DIR");
+    if (rc == SB_OK) rc = int_flag(argc, argv, "--n", 1, 10000000, &n, err);
+    if (rc == SB_OK) rc = seed_flag(argc, argv, &seed, err);
+    if (rc == SB_OK) rc = sb_make_dirs(out, err);
+    for (int kind = 0; rc == SB_OK && kind < SB_STORY_CUE_KINDS; kind++) {
+        char *text, name[64];
+        size_t len;
+        snprintf(name, sizeof name, "%s.jsonl", sb_story_mc_name((sb_story_cue_kind)kind));
+        rc = sb_story_mc_generate(seed, (sb_story_cue_kind)kind, (int)n, &text, &len, err);
+        if (rc == SB_OK) rc = write_text(out, name, text, len, err);
+        free(text);
+    }
+    return rc;
+}
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int data_bpe(int argc, char **argv, sb_err *err) {
+    static const char *const with_value[] = {"--input", "--vocab", "--out", NULL};
+    const char *input = sb_flag_value(argc, argv, "--input"), *out = sb_flag_value(argc, argv, "--out");
+    long long vocab = 0;
+    int rc = sb_flags_check(argc, argv, with_value, NULL, err);
+    if (rc == SB_OK && (!input || !out || !sb_flag_value(argc, argv, "--vocab")))
+        rc = sb_err_set(err, SB_EINPUT, "data bpe needs --input FILE --vocab N --out DIR");
+    if (rc == SB_OK) rc = int_flag(argc, argv, "--vocab", SB_BPE_MIN_VOCAB, 1 << 20, &vocab, err);
+    char *text = NULL;
+    size_t len = 0;
+    if (rc == SB_OK) rc = sb_read_text_file(input, &text, &len, err);
+    if (rc == SB_OK) rc = sb_make_dirs(out, err);
+    sb_bpe_vocab v = {0};
+    double t0 = seconds_now();
+    if (rc == SB_OK) rc = sb_bpe_train(text, len, (int32_t)vocab, &v, err);
+    double dt = seconds_now() - t0;
+    if (rc == SB_OK) rc = sb_bpe_save(&v, out, err);
+    if (rc == SB_OK)
+        printf("wrote %s/tokenizer.json and tokenizer_config.json: %d tokens, %d merges, trained on %zu bytes in %.2f s\n", out,
+               (int)v.n_tokens, (int)v.n_merges, len, dt);
+    sb_bpe_vocab_free(&v);
+    free(text);
+    return rc;
+}
+
+int sb_cmd_data(int argc, char **argv) {
+    sb_err err = {0};
+    int rc;
+    const char *what = argc > 0 ? argv[0] : "";
+    if (strcmp(what, "corpus") == 0) rc = data_corpus(argc - 1, argv + 1, &err);
+    else if (strcmp(what, "mc") == 0) rc = data_mc(argc - 1, argv + 1, &err);
+    else if (strcmp(what, "bpe") == 0) rc = data_bpe(argc - 1, argv + 1, &err);
+    else rc = sb_err_set(&err, SB_EINPUT, "data needs one of: corpus, mc, bpe (not '%s')", what);
+    if (rc != SB_OK) return sb_cli_fail(&err);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
