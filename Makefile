@@ -3,6 +3,8 @@
 #   make test            build and run every test; ends with "N passed, N failed"
 #   make test SANITIZE=1 the same under AddressSanitizer + UBSan (separate build dir)
 #   make bench           engine speed benchmark (ratios against GEMM peak and memory bandwidth)
+#   make demo            the built-in model through a compression sweep: leaderboard + plots in results/demo/
+#   make builtin-models  retrains datasets/builtin/ from the built-in corpus (a few minutes)
 #   BLAS=openblas (default) or BLAS=blis selects the CBLAS implementation.
 
 CC       ?= cc
@@ -70,7 +72,7 @@ $(BUILD)/harness/version.o: CFLAGS += -DSB_GIT_COMMIT=\"$(GIT_COMMIT)\"
 $(BUILD)/harness/version.o: FORCE
 FORCE:
 
-.PHONY: all test test-mpi slimbench-mpi bench clean slimbench FORCE
+.PHONY: all test test-mpi slimbench-mpi bench clean slimbench FORCE demo builtin-models
 all: slimbench
 
 # Copy then rename: a running ./slimbench keeps its old inode instead of failing the copy.
@@ -109,6 +111,22 @@ slimbench-mpi: $(BUILD)/slimbench
 
 bench: slimbench
 	./slimbench bench
+
+# The demo: sweep over datasets/builtin/ (resumes from results/demo/runs.jsonl; DEMO_FLAGS=--fresh restarts).
+demo: slimbench
+	./slimbench demo $(DEMO_FLAGS)
+
+# The built-in model, rebuilt from nothing but the generators and the training config.
+# Threads are fixed at 2: training is deterministic for a given thread count, so the
+# checkpoint is bit-identical on any machine; train_log.json differs only in wall time.
+BUILTIN := datasets/builtin
+BUILTIN_DATA := $(BUILD)/builtin-data
+builtin-models: slimbench
+	./slimbench data corpus --out $(BUILTIN_DATA)
+	./slimbench data bpe --input $(BUILTIN_DATA)/train.txt --vocab 1024 --out $(BUILTIN_DATA)/tokenizer
+	./slimbench train --config $(BUILTIN)/train.json --data $(BUILTIN_DATA)/train.txt \
+	    --valid $(BUILTIN_DATA)/valid.txt --tokenizer $(BUILTIN_DATA)/tokenizer --out $(BUILTIN) \
+	    --dtype bf16 --threads 2
 
 clean:
 	rm -rf build slimbench

@@ -11,6 +11,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
+    {"demo", sb_cmd_demo, "demo [--out DIR] [--fresh] [--quick]  the built-in model through a compression sweep: leaderboard and plots"},
     {"info", sb_cmd_info, "info --model PATH            architecture, sizes and tensor formats of a model"},
     {"logits", sb_cmd_logits, "logits --model PATH (--tokens 1,2,3 | --text S) [--top K] [--no-bos]"},
     {"tokenize", sb_cmd_tokenize, "tokenize --model PATH (--text S | --file F) [--no-bos]"},

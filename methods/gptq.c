@@ -42,33 +42,13 @@
 #include "blas.h"
 #include "calibration.h"
 #include "format_qint.h"
+#include "gptq.h"
 #include "linalg.h"
 #include "plugin.h"
 #include "quantizer.h"
 
 /* ---- the column loop for one layer --------------------------------------- */
 
-typedef struct sb_gptq_opts {
-    int bits;
-    int group_size;      /* <= 0: one group per row (gptq's groupsize -1) */
-    bool sym;
-    double damp;         /* fraction of mean(diag H) added to the diagonal */
-    int block_size;
-    bool act_order, static_groups;
-} sb_gptq_opts;
-
-typedef struct sb_gptq_out {
-    uint8_t *codes;      /* [rows * cols], original column order */
-    float *q;            /* [rows * cols] dequantized weights, or NULL */
-    int32_t *g_idx;      /* [cols] group of each column */
-    float *scales, *zeros; /* [rows * n_groups], n_groups = cols / group_size (1 per channel) */
-    double loss;         /* gptq's printed error: Σ (w − q)² / U_ii² / 2 */
-} sb_gptq_out;
-
-/* Exposed for tests/test_gptq.c, which declares it with the two structs.
- * h [cols * cols] is consumed (damped and overwritten by U). */
-int sb_gptq_quantize(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o, sb_pool *pool,
-                     sb_gptq_out *out, sb_err *err);
 
 enum { ROWS_PER_TASK = 8 };
 

@@ -23,27 +23,10 @@
 #include "linalg.h"
 #include "plugin.h"
 
+#include "../methods/gptq.h"
+
 #define FIX "tests/reference/gptq"
 #define TASKS "tests/reference/tasks"
-
-/* Must match methods/gptq.c. */
-typedef struct sb_gptq_opts {
-    int bits;
-    int group_size;
-    bool sym;
-    double damp;
-    int block_size;
-    bool act_order, static_groups;
-} sb_gptq_opts;
-typedef struct sb_gptq_out {
-    uint8_t *codes;
-    float *q;
-    int32_t *g_idx;
-    float *scales, *zeros;
-    double loss;
-} sb_gptq_out;
-int sb_gptq_quantize(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o, sb_pool *pool,
-                     sb_gptq_out *out, sb_err *err);
 
 extern const sb_method sb_method_gptq;
 

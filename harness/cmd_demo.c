@@ -1,0 +1,381 @@
+/* cmd_demo.c - `slimbench demo`: the built-in model through a small
+ * compression sweep, in one command and under two minutes on two cores.
+ *
+ *   slimbench demo [--out DIR] [--model DIR] [--fresh] [--quick] [--quiet]
+ *
+ * 1. Writes the built-in data into DIR/data/ (the story corpus's train and
+ *    test splits and the three multiple-choice sets, from the same
+ *    generators and seed as `slimbench data` and `make builtin-models`).
+ * 2. Writes DIR/sweep.json: the model in datasets/builtin/ under dense,
+ *    RTN and GPTQ at 4 and 3 bits, magnitude pruning at 50 %, SLEB
+ *    dropping one block, and GPTQ 4-bit + LoRC; tasks perplexity (gptq
+ *    protocol on the test split), the three MC sets, and a short speed run.
+ * 3. Runs it with the ordinary runner into DIR/runs.jsonl, then writes
+ *    DIR/leaderboard.{md,csv,html} and the plots in DIR/plots/ with the
+ *    ordinary report and plot code, and prints the leaderboard.
+ *
+ * Resume by default: runs already recorded in DIR are not redone, so a
+ * second `make demo` only redraws the tables.  --fresh deletes
+ * DIR/runs.jsonl first.  --quick scores fewer windows and questions (the
+ * test's setting); its runs have other ids, so its default DIR differs.
+ *
+ * Determinism: the sweep fixes the thread count (DEMO_THREADS) and every
+ * seed, so the numbers are the same on every machine with the same BLAS,
+ * which is what the CI regression gate (results/baselines/demo.jsonl)
+ * relies on. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "report.h"
+#include "results.h"
+#include "runner.h"
+#include "story_corpus.h"
+#include "story_mc.h"
+
+enum { PATH_LEN = 4096, DEMO_THREADS = 2, DEMO_STORIES = 10000, DEMO_SEED = 1 };
+
+/* Sizes of the evaluation: full demo and --quick. */
+typedef struct demo_sizes {
+    int ppl_chunks;      /* perplexity windows of 128 tokens */
+    int mc_questions;    /* per multiple-choice set */
+    int calib_samples;   /* GPTQ / SLEB calibration windows */
+} demo_sizes;
+
+static const demo_sizes FULL = {.ppl_chunks = 200, .mc_questions = 300, .calib_samples = 32};
+static const demo_sizes QUICK = {.ppl_chunks = 20, .mc_questions = 30, .calib_samples = 8};
+
+/* Compression methods the issue names whose plugins do not exist yet. */
+static const char *const NOT_YET[] = {"SliM-LLM", "SliceGPT", "EoRA", NULL};
+
+/* ---- built-in data ----------------------------------------------------------- */
+
+/* dir/name into buf; false when it does not fit (the caller reports it). */
+static bool join(char *buf, size_t n, const char *dir, const char *name, const char *ext) {
+    size_t a = strlen(dir), b = strlen(name), c = strlen(ext);
+    if (a + 1 + b + c >= n) return false;
+    memcpy(buf, dir, a);
+    buf[a] = '/';
+    memcpy(buf + a + 1, name, b);
+    memcpy(buf + a + 1 + b, ext, c + 1);
+    return true;
+}
+
+static int path_error(const char *dir, sb_err *err) { return sb_err_set(err, SB_EINPUT, "%s: path too long", dir); }
+
+static int write_file(const char *path, const char *text, size_t len, sb_err *err) {
+    FILE *f = fopen(path, "wb");
+    bool ok = f && fwrite(text, 1, len, f) == len;
+    if (f && fclose(f) != 0) ok = false;
+    return ok ? SB_OK : sb_err_set(err, SB_EINPUT, "%s: cannot write: %s", path, strerror(errno));
+}
+
+static int write_split(const char *data_dir, const char *name, int split, sb_err *err) {
+    char path[PATH_LEN], *text = NULL;
+    size_t len;
+    if (!join(path, sizeof path, data_dir, name, "")) return path_error(data_dir, err);
+    int rc = sb_story_generate(DEMO_SEED, DEMO_STORIES, split, &text, &len, err);
+    if (rc == SB_OK) rc = write_file(path, text, len, err);
+    free(text);
+    return rc;
+}
+
+static int write_mc_set(const char *data_dir, sb_story_cue_kind kind, int n, sb_err *err) {
+    char path[PATH_LEN], *text = NULL;
+    size_t len;
+    if (!join(path, sizeof path, data_dir, sb_story_mc_name(kind), ".jsonl")) return path_error(data_dir, err);
+    int rc = sb_story_mc_generate(DEMO_SEED, kind, n, &text, &len, err);
+    if (rc == SB_OK) rc = write_file(path, text, len, err);
+    free(text);
+    return rc;
+}
+
+/* The generators are deterministic, so rewriting on every call is harmless
+ * and keeps DIR/data in step with the code. */
+static int write_data(const char *data_dir, int mc_questions, sb_err *err) {
+    int rc = sb_make_dirs(data_dir, err);
+    if (rc == SB_OK) rc = write_split(data_dir, "train.txt", SB_STORY_TRAIN, err);
+    if (rc == SB_OK) rc = write_split(data_dir, "test.txt", SB_STORY_TEST, err);
+    for (int k = 0; rc == SB_OK && k < SB_STORY_CUE_KINDS; k++)
+        rc = write_mc_set(data_dir, (sb_story_cue_kind)k, mc_questions, err);
+    return rc;
+}
+
+/* ---- the sweep ----------------------------------------------------------------- */
+
+static cJSON *method(const char *name, cJSON *params) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "name", name);
+    if (params) cJSON_AddItemToObject(m, "params", params);
+    return m;
+}
+
+static cJSON *int_grid(int a, int b) {
+    int v[2] = {a, b};
+    return cJSON_CreateIntArray(v, 2);
+}
+
+/* Group 64 divides every width of the built-in model (192 and 512). */
+static cJSON *gptq_params(cJSON *bits, const char *train, const demo_sizes *z) {
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddItemToObject(p, "bits", bits);
+    cJSON_AddNumberToObject(p, "group_size", 64);
+    cJSON_AddStringToObject(p, "data", train);
+    cJSON_AddNumberToObject(p, "n_samples", z->calib_samples);
+    cJSON_AddNumberToObject(p, "seq_len", 128);
+    return p;
+}
+
+static cJSON *demo_methods(const char *train, const demo_sizes *z) {
+    cJSON *ms = cJSON_CreateArray(), *p;
+    cJSON_AddItemToArray(ms, method("dense", NULL));
+    p = cJSON_CreateObject();
+    cJSON_AddItemToObject(p, "bits", int_grid(4, 3));
+    cJSON_AddNumberToObject(p, "group_size", 64);
+    cJSON_AddItemToArray(ms, method("rtn", p));
+    cJSON_AddItemToArray(ms, method("gptq", gptq_params(int_grid(4, 3), train, z)));
+    p = cJSON_CreateObject();
+    cJSON_AddNumberToObject(p, "sparsity", 0.5);
+    cJSON_AddItemToArray(ms, method("magnitude", p));
+    p = cJSON_CreateObject();
+    cJSON_AddNumberToObject(p, "n_blocks", 1);
+    cJSON_AddStringToObject(p, "data", train);
+    cJSON_AddNumberToObject(p, "n_samples", z->calib_samples);
+    cJSON_AddNumberToObject(p, "seq_len", 128);
+    cJSON_AddItemToArray(ms, method("sleb", p));
+    /* Composition: LoRC compensates the error GPTQ leaves. */
+    cJSON *steps = cJSON_CreateArray(), *lorc = cJSON_CreateObject();
+    cJSON_AddItemToArray(steps, method("gptq", gptq_params(cJSON_CreateNumber(4), train, z)));
+    cJSON_AddNumberToObject(lorc, "rank", 8);
+    cJSON_AddItemToArray(steps, method("lorc", lorc));
+    cJSON *composed = cJSON_CreateObject();
+    cJSON_AddItemToObject(composed, "steps", steps);
+    cJSON_AddItemToArray(ms, composed);
+    return ms;
+}
+
+static cJSON *demo_tasks(const char *data_dir, const demo_sizes *z) {
+    char path[PATH_LEN];
+    cJSON *ts = cJSON_CreateArray(), *p = cJSON_CreateObject();
+    (void)join(path, sizeof path, data_dir, "test.txt", ""); /* the data were written at this path */
+    cJSON_AddStringToObject(p, "data", path);
+    cJSON_AddStringToObject(p, "protocol", "gptq");
+    cJSON_AddNumberToObject(p, "seq", 128);
+    cJSON_AddNumberToObject(p, "chunks", z->ppl_chunks);
+    cJSON_AddItemToArray(ts, method("perplexity", p));
+    for (int k = 0; k < SB_STORY_CUE_KINDS; k++) {
+        p = cJSON_CreateObject();
+        (void)join(path, sizeof path, data_dir, sb_story_mc_name((sb_story_cue_kind)k), ".jsonl");
+        cJSON_AddStringToObject(p, "data", path);
+        cJSON_AddStringToObject(p, "format", "jsonl");
+        cJSON_AddItemToArray(ts, method("mc", p));
+    }
+    /* Short settings: a latency figure, not a benchmark (make bench is that). */
+    p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "prompt_lengths", "128");
+    cJSON_AddNumberToObject(p, "decode_prompt", 32);
+    cJSON_AddNumberToObject(p, "new_tokens", 16);
+    cJSON_AddNumberToObject(p, "warmup", 1);
+    cJSON_AddNumberToObject(p, "iterations", 3);
+    cJSON_AddNumberToObject(p, "duration", 0);
+    cJSON_AddItemToArray(ts, method("speed", p));
+    return ts;
+}
+
+static int write_sweep(const char *path, const char *model, const char *data_dir, const demo_sizes *z, sb_err *err) {
+    char train[PATH_LEN];
+    if (!join(train, sizeof train, data_dir, "train.txt", "")) return path_error(data_dir, err);
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "name", "demo");
+    const char *models[] = {model};
+    cJSON_AddItemToObject(s, "models", cJSON_CreateStringArray(models, 1));
+    cJSON_AddItemToObject(s, "methods", demo_methods(train, z));
+    cJSON_AddItemToObject(s, "tasks", demo_tasks(data_dir, z));
+    cJSON_AddNumberToObject(s, "threads", DEMO_THREADS);
+    char *text = cJSON_Print(s);
+    cJSON_Delete(s);
+    if (!text) return sb_err_set(err, SB_EINTERNAL, "out of memory");
+    int rc = write_file(path, text, strlen(text), err);
+    free(text);
+    return rc;
+}
+
+/* ---- tables and plots ------------------------------------------------------------ */
+
+/* The report and plot commands are called as functions (no child process),
+ * with the arguments a user would type. */
+static int write_tables(const char *out) {
+    static const char *const formats[] = {"md", "csv", "html"};
+    char dir[PATH_LEN], file[PATH_LEN], fmt[8], flag_f[] = "--format", flag_o[] = "--out";
+    snprintf(dir, sizeof dir, "%s", out);
+    for (int i = 0; i < 3; i++) {
+        snprintf(fmt, sizeof fmt, "%s", formats[i]);
+        if (!join(file, sizeof file, out, "leaderboard.", formats[i])) return 2;
+        char *argv[] = {dir, flag_f, fmt, flag_o, file, NULL};
+        int rc = sb_cmd_report(5, argv);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* "gptq(bits=4,group_size=64,...) + lorc(rank=8)" -> "gptq 4b + lorc r8":
+ * the full labels (every parameter) are in leaderboard.md; the terminal
+ * gets the one parameter that tells the demo's variants apart. */
+static void short_label(const char *label, char *buf, size_t n) {
+    static const char *const keys[][2] = {{"bits=", "b"}, {"sparsity=", "sparsity "}, {"n_blocks=", "drop "}, {"rank=", "r"}};
+    size_t used = 0;
+    buf[0] = 0;
+    for (const char *step = label; step && *step && used < n;) {
+        size_t name_len = strcspn(step, "( ");
+        const char *end = strstr(step, " + ");
+        int k = snprintf(buf + used, n - used, "%s%.*s", used ? " + " : "", (int)name_len, step);
+        used += k > 0 ? (size_t)k : 0;
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0] && used < n; i++) {
+            const char *at = strstr(step, keys[i][0]);
+            if (!at || (end && at > end)) continue;
+            at += strlen(keys[i][0]);
+            k = snprintf(buf + used, n - used, " %s%.*s", i == 0 ? "" : keys[i][1], (int)strcspn(at, ",)"), at);
+            used += k > 0 ? (size_t)k : 0;
+            if (i == 0 && used < n) used += (size_t)snprintf(buf + used, n - used, "%s", keys[i][1]);
+        }
+        step = end ? end + 3 : NULL;
+    }
+}
+
+/* Column of metric `metric` whose task label contains `task_part`, or -1. */
+static int find_column(const sb_report *r, const char *task_part, const char *metric) {
+    for (int c = 0; c < r->n_cols; c++)
+        if (strcmp(r->cols[c].metric, metric) == 0 && strstr(r->cols[c].task, task_part)) return c;
+    return -1;
+}
+
+static void print_cell(const sb_report_row *row, int col, const char *fmt) {
+    if (col < 0 || row->cells[col].state == SB_CELL_EMPTY) printf(" %9s |", "-");
+    else if (row->cells[col].state == SB_CELL_FAILED) printf(" %9s |", "failed");
+    else printf(fmt, row->cells[col].value);
+}
+
+/* The terminal leaderboard: one line per variant, the headline metrics. */
+static void print_leaderboard(const sb_report *r) {
+    const char *heads[] = {"ppl", "agreement", "recall", "arithmetic", "decode t/s"};
+    int cols[] = {find_column(r, "perplexity", "ppl"), find_column(r, "agreement", "acc"),
+                  find_column(r, "recall", "acc"), find_column(r, "arithmetic", "acc"),
+                  find_column(r, "speed", "decode_tokens_per_s")};
+    const char *fmts[] = {" %9.3f |", " %9.3f |", " %9.3f |", " %9.3f |", " %9.0f |"};
+    printf("\n| %-26s | bits/w |", "method");
+    for (int i = 0; i < 5; i++) printf(" %9s |", heads[i]);
+    printf("\n|%s|-------:|", "----------------------------");
+    for (int i = 0; i < 5; i++) printf("----------:|");
+    printf("\n");
+    for (int i = 0; i < r->n_rows; i++) {
+        const sb_report_row *row = &r->rows[i];
+        char label[128];
+        short_label(row->method, label, sizeof label);
+        printf("| %-26s | %6.2f |", label, row->bits_per_weight);
+        for (int c = 0; c < 5; c++) print_cell(row, cols[c], fmts[c]);
+        printf("\n");
+    }
+    printf("(mc: accuracy; chance is 1/2 for agreement, 1/4 for recall and arithmetic; decode t/s is timing, not gated)\n");
+}
+
+static int show_leaderboard(const char *out, sb_err *err) {
+    sb_results *res;
+    if (sb_results_load(out, &res, err) != SB_OK) return err->code;
+    const cJSON **recs = NULL;
+    size_t n = 0;
+    sb_report *rep = NULL;
+    sb_report_opts opts = {0};
+    int rc = sb_results_winners(res, &recs, &n, err);
+    if (rc == SB_OK) rc = sb_report_build(recs, n, &opts, &rep, err);
+    if (rc == SB_OK) print_leaderboard(rep);
+    sb_report_free(rep);
+    free(recs);
+    sb_results_close(res);
+    return rc;
+}
+
+static int draw_plots(const char *out) {
+    char dir[PATH_LEN], flag_f[] = "--format", png[] = "png";
+    snprintf(dir, sizeof dir, "%s", out);
+    char *argv[] = {dir, flag_f, png, NULL};
+    return sb_cmd_plot(3, argv);
+}
+
+/* ---- the command ------------------------------------------------------------------ */
+
+typedef struct demo_args {
+    const char *out, *model;
+    bool fresh, quick, quiet;
+} demo_args;
+
+static int check_model(const char *model, sb_err *err) {
+    char path[PATH_LEN];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/model.safetensors", model);
+    if (stat(path, &st) != 0)
+        return sb_err_set(err, SB_EINPUT,
+                          "%s: no model (run from the repository root, or rebuild it with make builtin-models)", path);
+    return SB_OK;
+}
+
+/* --fresh: the records go; data, tables and plots are rewritten anyway. */
+static int remove_records(const char *out, sb_err *err) {
+    char path[PATH_LEN];
+    snprintf(path, sizeof path, "%s/runs.jsonl", out);
+    if (remove(path) != 0 && errno != ENOENT) return sb_err_set(err, SB_EINPUT, "%s: cannot remove: %s", path, strerror(errno));
+    return SB_OK;
+}
+
+static int run_demo(const demo_args *a, sb_err *err) {
+    const demo_sizes *z = a->quick ? &QUICK : &FULL;
+    char data_dir[PATH_LEN], sweep_path[PATH_LEN];
+    if (!join(data_dir, sizeof data_dir, a->out, "data", "") || !join(sweep_path, sizeof sweep_path, a->out, "sweep.json", ""))
+        return path_error(a->out, err);
+    int rc = check_model(a->model, err);
+    if (rc == SB_OK && a->fresh) rc = remove_records(a->out, err);
+    if (rc == SB_OK) rc = write_data(data_dir, z->mc_questions, err);
+    if (rc == SB_OK) rc = write_sweep(sweep_path, a->model, data_dir, z, err);
+    sb_sweep s;
+    if (rc == SB_OK) rc = sb_sweep_load(sweep_path, &s, err);
+    if (rc != SB_OK) return rc;
+    sb_runner_opts o = {.out_dir = a->out, .resume = true, .shard_n = 1, .quiet = a->quiet, .threads = DEMO_THREADS};
+    sb_runner_summary sum = {0};
+    rc = sb_runner_run(&s, &o, &sum, err);
+    sb_sweep_free(&s);
+    if (rc != SB_OK) return rc;
+    fprintf(stderr, "slimbench demo: %d runs planned, %d already recorded, %d ok, %d failed; records in %s/runs.jsonl\n",
+            sum.planned, sum.skipped, sum.ok, sum.failed, a->out);
+    return sum.failed ? SB_EINTERNAL : SB_OK;
+}
+
+static void print_not_yet(void) {
+    printf("\nNot yet available (no plugin yet):");
+    for (int i = 0; NOT_YET[i]; i++) printf(" %s%s", NOT_YET[i], NOT_YET[i + 1] ? "," : "\n");
+}
+
+int sb_cmd_demo(int argc, char **argv) {
+    static const char *const with_value[] = {"--out", "--model", NULL};
+    static const char *const switches[] = {"--fresh", "--quick", "--quiet", NULL};
+    sb_err err = {0};
+    if (sb_flags_check(argc, argv, with_value, switches, &err)) return sb_cli_fail(&err);
+    demo_args a = {.out = sb_flag_value(argc, argv, "--out"), .model = sb_flag_value(argc, argv, "--model"),
+                   .fresh = sb_flag_present(argc, argv, "--fresh"), .quick = sb_flag_present(argc, argv, "--quick"),
+                   .quiet = sb_flag_present(argc, argv, "--quiet")};
+    if (!a.out) a.out = a.quick ? "results/demo-quick" : "results/demo";
+    if (!a.model) a.model = "datasets/builtin";
+    int rc = run_demo(&a, &err);
+    /* Tables even after a failed run: they show which runs failed and why. */
+    if (rc != SB_OK && rc != SB_EINTERNAL) return sb_cli_fail(&err);
+    int trc = write_tables(a.out);
+    if (!trc) trc = show_leaderboard(a.out, &err) ? sb_cli_fail(&err) : 0;
+    print_not_yet();
+    fflush(stdout);
+    int prc = draw_plots(a.out);
+    printf("\nLeaderboard: %s/leaderboard.{md,csv,html}; plots: %s/plots/\n", a.out, a.out);
+    if (rc != SB_OK) return sb_cli_fail(&err);
+    return trc ? trc : prc;
+}

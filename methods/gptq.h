@@ -1,0 +1,35 @@
+/* gptq.h - GPTQ's column loop for one layer (methods/gptq.c), exposed so
+ * tests can check it against the reference fixtures and other methods of
+ * the GPTQ family (SliM-LLM, PB-LLM) can build on it. */
+#ifndef SB_GPTQ_H
+#define SB_GPTQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "thread_pool.h"
+
+typedef struct sb_gptq_opts {
+    int bits;
+    int group_size;      /* <= 0: one group per row (gptq's groupsize -1) */
+    bool sym;
+    double damp;         /* fraction of mean(diag H) added to the diagonal */
+    int block_size;
+    bool act_order, static_groups;
+} sb_gptq_opts;
+
+typedef struct sb_gptq_out {
+    uint8_t *codes;      /* [rows * cols], original column order */
+    float *q;            /* [rows * cols] dequantized weights, or NULL */
+    int32_t *g_idx;      /* [cols] group of each column */
+    float *scales, *zeros; /* [rows * n_groups], n_groups = cols / group_size (1 per channel) */
+    double loss;         /* gptq's printed error: Σ (w − q)² / U_ii² / 2 */
+} sb_gptq_out;
+
+/* Quantizes w [rows, cols] given h = H [cols, cols] (float64), which is
+ * consumed (damped and overwritten by U). */
+int sb_gptq_quantize(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o, sb_pool *pool,
+                     sb_gptq_out *out, sb_err *err);
+
+#endif
