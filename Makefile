@@ -119,14 +119,21 @@ demo: slimbench
 # The built-in model, rebuilt from nothing but the generators and the training config.
 # Threads are fixed at 2: training is deterministic for a given thread count, so the
 # checkpoint is bit-identical on any machine; train_log.json differs only in wall time.
+# The model folder holds only what the loader reads: its hash (part of every run id) must
+# not change when the log or a README does, so train_log.json moves up beside train.json.
 BUILTIN := datasets/builtin
+BUILTIN_MODEL := $(BUILTIN)/story-1.7m
 BUILTIN_DATA := $(BUILD)/builtin-data
 builtin-models: slimbench
 	./slimbench data corpus --out $(BUILTIN_DATA)
 	./slimbench data bpe --input $(BUILTIN_DATA)/train.txt --vocab 1024 --out $(BUILTIN_DATA)/tokenizer
 	./slimbench train --config $(BUILTIN)/train.json --data $(BUILTIN_DATA)/train.txt \
-	    --valid $(BUILTIN_DATA)/valid.txt --tokenizer $(BUILTIN_DATA)/tokenizer --out $(BUILTIN) \
+	    --valid $(BUILTIN_DATA)/valid.txt --tokenizer $(BUILTIN_DATA)/tokenizer --out $(BUILTIN_DATA)/model \
 	    --dtype bf16 --threads 2
+	mkdir -p $(BUILTIN_MODEL)
+	cp $(BUILTIN_DATA)/model/config.json $(BUILTIN_DATA)/model/model.safetensors \
+	    $(BUILTIN_DATA)/model/tokenizer.json $(BUILTIN_DATA)/model/tokenizer_config.json $(BUILTIN_MODEL)/
+	cp $(BUILTIN_DATA)/model/train_log.json $(BUILTIN)/
 
 clean:
 	rm -rf build slimbench

@@ -14,8 +14,8 @@ runs=40   # 8 method variants x 5 tasks (perplexity, 3 MC sets, speed)
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
 
-if [ ! -f datasets/builtin/model.safetensors ]; then
-    echo "SKIP demo: datasets/builtin/model.safetensors missing"
+if [ ! -f datasets/builtin/story-1.7m/model.safetensors ]; then
+    echo "SKIP demo: datasets/builtin/story-1.7m/model.safetensors missing"
     exit 0
 fi
 
@@ -35,7 +35,7 @@ done
 if [ -z "$missing" ]; then pass demo_files; else fail demo_files "missing:$missing"; fi
 if grep -q '^| dense ' "$tmp/out" && grep -q '^| gptq 4b + lorc r8 ' "$tmp/out" &&
     grep -q 'Not yet available.*SliM-LLM.*SliceGPT.*EoRA' "$tmp/out" &&
-    [ "$(grep -c '^| dense' "$out/leaderboard.md")" -eq 1 ]; then
+    [ "$(grep -c '^| story-1.7m | dense |' "$out/leaderboard.md")" -eq 1 ]; then
     pass demo_leaderboard_printed
 else
     fail demo_leaderboard_printed "$(head -20 "$tmp/out")"
