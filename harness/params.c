@@ -24,6 +24,19 @@ static bool in_choices(const char *choices, const char *value) {
     return false;
 }
 
+/* The shortest text that reads back as the same double ("0.2", not
+ * "0.20000000000000001"): labels stay readable and still exact. */
+static void format_number(char *buf, size_t n, double x, bool integer) {
+    if (integer) {
+        snprintf(buf, n, "%.0f", x);
+        return;
+    }
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
 /* Sets v from text, checking type and range. */
 static int set_from_text(sb_param_value *v, const char *text, const char *where, sb_err *err) {
     const sb_param_spec *s = v->spec;
@@ -40,7 +53,7 @@ static int set_from_text(sb_param_value *v, const char *text, const char *where,
             return sb_err_set(err, SB_EINPUT, "%s: '%s' must be an integer, not '%s'", where, s->name, text);
         if (s->min <= s->max && (v->num < s->min || v->num > s->max))
             return sb_err_set(err, SB_EINPUT, "%s: '%s' = %s is out of range [%g, %g]", where, s->name, text, s->min, s->max);
-        snprintf(v->str, sizeof v->str, s->type == SB_PARAM_INT ? "%.0f" : "%.17g", v->num);
+        format_number(v->str, sizeof v->str, v->num, s->type == SB_PARAM_INT);
         return SB_OK;
     case SB_PARAM_BOOL:
         if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0) v->num = 1;

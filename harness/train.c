@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "blas.h"
@@ -371,14 +372,22 @@ static int write_safetensors(const sb_train_model *tm, const char *path, bool bf
     if (!header) return sb_err_set(err, SB_EINTERNAL, "out of memory");
     size_t padded = (len + 7) / 8 * 8; /* data starts 8-aligned; spaces pad the JSON */
     uint64_t hlen = padded;
-    FILE *f = fopen(path, "wb");
+    /* Written beside the target and renamed over it: a reader that has the
+     * old file mapped (a running evaluation) keeps a whole file, and a
+     * crash never leaves a half-written checkpoint under the real name. */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
     int bad = !f;
     if (f) {
         bad |= fwrite(&hlen, 8, 1, f) != 1 || fwrite(header, 1, len, f) != len;
         for (size_t i = len; i < padded; i++) bad |= fputc(' ', f) == EOF;
         for (int i = 0; i < tm->n_tensors && !bad; i++) bad |= write_tensor(f, &tm->tensors[i], bf16);
+        bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
         bad |= fclose(f) != 0;
     }
+    if (!bad) bad = rename(tmp, path) != 0;
+    else if (f) unlink(tmp);
     free(header);
     return bad ? sb_err_set(err, SB_EINTERNAL, "%s: cannot write: %s", path, strerror(errno)) : SB_OK;
 }
