@@ -71,13 +71,26 @@ typedef struct layer_state {
     float *w1, *err1;        /* [rows, count] */
 } layer_state;
 
+/* The quantizer of row r's group g (original order): its own width when mixed. */
+static sb_quantizer group_quantizer(const layer_state *s, int64_t r, int64_t g) {
+    if (!s->o->group_bits) return s->qz;
+    return sb_quantizer_make(s->o->group_bits[r * s->n_groups + g], s->o->sym);
+}
+
+/* The quantizer for row r at permuted position c. */
+static sb_quantizer quantizer_at(const layer_state *s, int64_t r, int64_t c) {
+    return s->o->group_bits ? group_quantizer(s, r, s->perm[c] / s->gs) : s->qz;
+}
+
 /* The parameters for row r at permuted position c. */
 static sb_qparams params_at(layer_state *s, int64_t r, int64_t c) {
     const sb_gptq_opts *o = s->o;
     if (o->group_size <= 0) return s->fixed[r];
     if (o->static_groups) return s->fixed[r * s->n_groups + s->perm[c] / s->gs];
-    if (c % s->gs == 0) /* fitted on the global W: no in-flight updates of this block */
-        s->current[r] = sb_qparams_storable(sb_quantizer_fit(&s->qz, s->w + r * s->cols + c, s->gs));
+    if (c % s->gs == 0) { /* fitted on the global W: no in-flight updates of this block */
+        sb_quantizer qz = quantizer_at(s, r, c);
+        s->current[r] = sb_qparams_storable(sb_quantizer_fit(&qz, s->w + r * s->cols + c, s->gs));
+    }
     return s->current[r];
 }
 
@@ -87,7 +100,8 @@ static void block_row(layer_state *s, int64_t r) {
     for (int64_t i = 0; i < s->count; i++) {
         int64_t c = s->i1 + i;
         sb_qparams p = params_at(s, r, c);
-        uint8_t code = sb_quantizer_code(&s->qz, p, w1[i]);
+        sb_quantizer qz = quantizer_at(s, r, c);
+        uint8_t code = sb_quantizer_code(&qz, p, w1[i]);
         float q = sb_qparams_dequant(p, code), d = s->u[c * s->cols + c];
         s->codes[r * s->cols + c] = code;
         s->qw[r * s->cols + c] = q;
@@ -125,9 +139,10 @@ static void run_blocks(layer_state *s, sb_pool *pool) {
 static void fit_fixed(layer_state *s) {
     int64_t per_row = s->o->group_size <= 0 ? 1 : s->n_groups;
     for (int64_t r = 0; r < s->rows; r++)
-        for (int64_t g = 0; g < per_row; g++)
-            s->fixed[r * per_row + g] =
-                sb_qparams_storable(sb_quantizer_fit(&s->qz, s->w + r * s->cols + g * s->gs, s->gs));
+        for (int64_t g = 0; g < per_row; g++) {
+            sb_quantizer qz = group_quantizer(s, r, g);
+            s->fixed[r * per_row + g] = sb_qparams_storable(sb_quantizer_fit(&qz, s->w + r * s->cols + g * s->gs, s->gs));
+        }
 }
 
 /* Stable argsort by decreasing key (ties keep column order): a merge sort of indices. */
@@ -239,6 +254,9 @@ int sb_gptq_quantize(const float *w, int64_t rows, int64_t cols, double *h, cons
         return sb_err_set(err, SB_EINPUT, "gptq: group size %d does not divide %lld columns", o->group_size,
                           (long long)cols);
     if (o->block_size < 1) return sb_err_set(err, SB_EINPUT, "gptq: block size %d", o->block_size);
+    if (o->group_bits && (o->group_size <= 0 || (o->act_order && !o->static_groups)))
+        return sb_err_set(err, SB_EINPUT, "gptq: per-group widths need contiguous groups (group_size > 0, static "
+                                          "groups with act_order)");
     layer_state s = {.o = o, .qz = sb_quantizer_make(o->bits, o->sym), .rows = rows, .cols = cols};
     s.gs = o->group_size > 0 ? o->group_size : cols;
     s.n_groups = cols / s.gs;

@@ -17,6 +17,10 @@ typedef struct sb_gptq_opts {
     double damp;         /* fraction of mean(diag H) added to the diagonal */
     int block_size;
     bool act_order, static_groups;
+    /* NULL: every group has `bits`.  Else [rows * n_groups] widths (2..8) of
+     * the contiguous groups in the original column order (mixed precision,
+     * SliM-LLM); needs group_size > 0, and static_groups with act_order. */
+    const uint8_t *group_bits;
 } sb_gptq_opts;
 
 typedef struct sb_gptq_out {

@@ -1,4 +1,6 @@
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -73,4 +75,49 @@ double test_max_abs(const float *a, long n) {
     for (long i = 0; i < n; i++)
         if (fabs(a[i]) > m) m = fabs(a[i]);
     return m;
+}
+
+/* y[t][r] in double from decoded weights W [rows, cols]. */
+static void reference_product(const float *W, int64_t rows, int64_t cols, const float *x, int n_tok, double *y) {
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double s = 0;
+            for (int64_t c = 0; c < cols; c++) s += (double)W[r * cols + c] * x[t * cols + c];
+            y[t * rows + r] = s;
+        }
+}
+
+void test_format_products(const sb_linear *w, sb_pool *pool, const char *what) {
+    enum { MAX_TOK = 17 };
+    int64_t rows = w->rows, cols = w->cols;
+    float *W = malloc(sizeof(float) * (size_t)(rows * cols)), *x = malloc(sizeof(float) * MAX_TOK * (size_t)cols);
+    float *y = malloc(sizeof(float) * MAX_TOK * (size_t)rows);
+    double *ref = malloc(sizeof(double) * MAX_TOK * (size_t)rows);
+    sb_matmul_ctx ctx = {pool, NULL, sb_matmul_scratch_floats(cols, sb_pool_threads(pool))};
+    ctx.scratch = malloc(sizeof(float) * (size_t)ctx.scratch_floats);
+    if (test_expect(W && x && y && ref && ctx.scratch, "out of memory")) {
+        uint64_t state = 99;
+        for (int64_t i = 0; i < MAX_TOK * cols; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            x[i] = (float)((double)(state >> 11) / 9007199254740992.0) * 2 - 1;
+        }
+        w->fmt->decode_rows(w, 0, rows, W);
+        const int n_toks[] = {1, 2, 4, MAX_TOK};
+        for (int k = 0; k < 4; k++) {
+            int n = n_toks[k];
+            sb_linear_forward(w, x, n, y, &ctx);
+            reference_product(W, rows, cols, x, n, ref);
+            double worst = 0, scale = 0;
+            for (int64_t i = 0; i < n * rows; i++) {
+                worst = fmax(worst, fabs(y[i] - ref[i]));
+                scale = fmax(scale, fabs(ref[i]));
+            }
+            test_expect(worst <= 1e-5 * scale, "%s, %d tokens: max |diff| %g vs max |y| %g", what, n, worst, scale);
+        }
+    }
+    free(ctx.scratch);
+    free(W);
+    free(x);
+    free(y);
+    free(ref);
 }

@@ -8,6 +8,9 @@
 
 #include <stdbool.h>
 
+#include "thread_pool.h"
+#include "weight_format.h"
+
 void test_begin(const char *name);
 /* Records a failure (with a printf-style reason) when ok is false; returns ok. */
 bool test_expect(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -23,5 +26,10 @@ const char *test_shared_data(void);
 /* max |a-b| over n floats, and max |b|. */
 double test_max_abs_diff(const float *a, const float *b, long n);
 double test_max_abs(const float *a, long n);
+
+/* A weight format's product (fused for 1, 2 and 4 tokens, tiles + CBLAS for
+ * 17) against a double-precision product with its own decoded rows, within
+ * 1e-5 of max |y|; records failures under the current case, naming `what`. */
+void test_format_products(const sb_linear *w, sb_pool *pool, const char *what);
 
 #endif

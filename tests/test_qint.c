@@ -159,47 +159,11 @@ static void test_round_trip(void) {
     test_end();
 }
 
-/* y[t][r] in double from the decoded weights. */
-static void reference_product(const float *W, int64_t rows, int64_t cols, const float *x, int n_tok, double *y) {
-    for (int t = 0; t < n_tok; t++)
-        for (int64_t r = 0; r < rows; r++) {
-            double s = 0;
-            for (int64_t c = 0; c < cols; c++) s += (double)W[r * cols + c] * x[t * cols + c];
-            y[t * rows + r] = s;
-        }
-}
-
 static void check_products(const layer *L, sb_pool *pool, const char *what) {
     sb_linear w;
     sb_err err = {0};
     if (!test_expect(layer_pack(L, &w, &err) == SB_OK, "%s: %s", what, err.msg)) return;
-    enum { MAX_TOK = 17 };
-    int64_t rows = L->rows, cols = L->cols;
-    float *W = malloc(sizeof(float) * (size_t)(rows * cols)), *x = malloc(sizeof(float) * MAX_TOK * (size_t)cols);
-    float *y = malloc(sizeof(float) * MAX_TOK * (size_t)rows);
-    double *ref = malloc(sizeof(double) * MAX_TOK * (size_t)rows);
-    sb_matmul_ctx ctx = {pool, NULL, sb_matmul_scratch_floats(cols, sb_pool_threads(pool))};
-    ctx.scratch = malloc(sizeof(float) * (size_t)ctx.scratch_floats);
-    uint64_t seed = 99;
-    for (int64_t i = 0; i < MAX_TOK * cols; i++) x[i] = 2 * uniform(&seed) - 1;
-    w.fmt->decode_rows(&w, 0, rows, W);
-    const int n_toks[] = {1, 2, 4, MAX_TOK};
-    for (int k = 0; k < 4; k++) {
-        int n = n_toks[k];
-        sb_linear_forward(&w, x, n, y, &ctx);
-        reference_product(W, rows, cols, x, n, ref);
-        double worst = 0, scale = 0;
-        for (int64_t i = 0; i < n * rows; i++) {
-            worst = fmax(worst, fabs(y[i] - ref[i]));
-            scale = fmax(scale, fabs(ref[i]));
-        }
-        test_expect(worst <= 1e-5 * scale, "%s, %d tokens: max |diff| %g vs max |y| %g", what, n, worst, scale);
-    }
-    free(ctx.scratch);
-    free(W);
-    free(x);
-    free(y);
-    free(ref);
+    test_format_products(&w, pool, what);
     sb_linear_free(&w);
 }
 

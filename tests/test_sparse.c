@@ -110,45 +110,6 @@ static void test_round_trip(void) {
     test_end();
 }
 
-static void reference_product(const float *W, int64_t rows, int64_t cols, const float *x, int n_tok, double *y) {
-    for (int t = 0; t < n_tok; t++)
-        for (int64_t r = 0; r < rows; r++) {
-            double s = 0;
-            for (int64_t c = 0; c < cols; c++) s += (double)W[r * cols + c] * x[t * cols + c];
-            y[t * rows + r] = s;
-        }
-}
-
-/* Products for 1, 2, 4 (fused) and 17 (tiles + CBLAS) tokens. */
-static void check_products(const sb_linear *w, const float *W, sb_pool *pool, const char *what) {
-    enum { MAX_TOK = 17 };
-    int64_t rows = w->rows, cols = w->cols;
-    float *x = malloc(sizeof(float) * MAX_TOK * (size_t)cols), *y = malloc(sizeof(float) * MAX_TOK * (size_t)rows);
-    double *ref = malloc(sizeof(double) * MAX_TOK * (size_t)rows);
-    sb_matmul_ctx ctx = {pool, NULL, sb_matmul_scratch_floats(cols, sb_pool_threads(pool))};
-    ctx.scratch = malloc(sizeof(float) * (size_t)ctx.scratch_floats);
-    if (test_expect(x && y && ref && ctx.scratch, "out of memory")) {
-        uint64_t seed = 99;
-        for (int64_t i = 0; i < MAX_TOK * cols; i++) x[i] = 2 * uniform(&seed) - 1;
-        const int n_toks[] = {1, 2, 4, MAX_TOK};
-        for (int k = 0; k < 4; k++) {
-            int n = n_toks[k];
-            sb_linear_forward(w, x, n, y, &ctx);
-            reference_product(W, rows, cols, x, n, ref);
-            double worst = 0, scale = 0;
-            for (int64_t i = 0; i < n * rows; i++) {
-                worst = fmax(worst, fabs(y[i] - ref[i]));
-                scale = fmax(scale, fabs(ref[i]));
-            }
-            test_expect(worst <= 1e-5 * scale, "%s, %d tokens: max |diff| %g vs max |y| %g", what, n, worst, scale);
-        }
-    }
-    free(ctx.scratch);
-    free(x);
-    free(y);
-    free(ref);
-}
-
 static void check_csr(int64_t rows, int64_t cols, double zeros, sb_pool *pool, bool products) {
     char what[64];
     snprintf(what, sizeof what, "csr %lldx%lld", (long long)rows, (long long)cols);
@@ -160,7 +121,7 @@ static void check_csr(int64_t rows, int64_t cols, double zeros, sb_pool *pool, b
         uint64_t nnz = count_nonzero(dense, rows * cols), stored = 0;
         test_expect(w.fmt == &sb_format_csr && sb_sparse_stored_values(&w, &stored) && stored == nnz,
                     "%s: %llu stored, %llu non-zeros", what, (unsigned long long)stored, (unsigned long long)nnz);
-        if (products) check_products(&w, dense, pool, what);
+        if (products) test_format_products(&w, pool, what);
         else decodes_to(&w, dense, what);
         sb_linear_free(&w);
     }
@@ -177,7 +138,7 @@ static void check_nm(int64_t rows, int64_t cols, int n, int m, sb_pool *pool, bo
         test_expect(sb_sparse_pack_nm(rows, cols, n, m, dense, &w, &err) == SB_OK, "%s: %s", what, err.msg)) {
         int gn = 0, gm = 0;
         test_expect(sb_sparse_nm_of(&w, &gn, &gm) && gn == n && gm == m, "%s: reports %d:%d", what, gn, gm);
-        if (products) check_products(&w, dense, pool, what);
+        if (products) test_format_products(&w, pool, what);
         else decodes_to(&w, dense, what);
         sb_linear_free(&w);
     }
