@@ -132,8 +132,7 @@ static int join_docs(sb_text_dataset *d, sb_err *err) {
     return SB_OK;
 }
 
-int sb_text_load(const char *path, const char *format, const char *field, sb_text_dataset *out, sb_err *err) {
-    memset(out, 0, sizeof *out);
+static int load_into(const char *path, const char *format, const char *field, sb_text_dataset *out, sb_err *err) {
     out->path = strdup(path);
     if (!out->path) return sb_err_set(err, SB_EINTERNAL, "out of memory");
     int rc = read_whole_file(path, out, err);
@@ -146,6 +145,14 @@ int sb_text_load(const char *path, const char *format, const char *field, sb_tex
     out->text = out->bytes;
     out->text_len = out->n_bytes;
     return SB_OK;
+}
+
+/* On failure nothing stays allocated: callers only free what loaded. */
+int sb_text_load(const char *path, const char *format, const char *field, sb_text_dataset *out, sb_err *err) {
+    memset(out, 0, sizeof *out);
+    int rc = load_into(path, format, field, out, err);
+    if (rc) sb_text_free(out);
+    return rc;
 }
 
 void sb_text_free(sb_text_dataset *d) {

@@ -15,16 +15,20 @@ extern const sb_method sb_method_dense;
 extern const sb_method sb_method_rtn;
 extern const sb_method sb_method_gptq;
 extern const sb_method sb_method_lorc;
+extern const sb_method sb_method_eora;
 extern const sb_method sb_method_sleb;
 extern const sb_method sb_method_magnitude;
+extern const sb_method sb_method_slim_llm;
 
 static const sb_method *const builtin_methods[] = {
     &sb_method_dense,
     &sb_method_rtn,
     &sb_method_gptq,
     &sb_method_lorc,
+    &sb_method_eora,
     &sb_method_sleb,
     &sb_method_magnitude,
+    &sb_method_slim_llm,
 };
 
 /* ---- built-in tasks ---- */

@@ -41,8 +41,8 @@ static const char *direction_name(sb_direction d) {
 
 typedef struct task_info {
     char name[128];
-    char *params;     /* canonical JSON of the first record's task params */
-    bool varies;
+    cJSON *first;     /* the first record's task params */
+    cJSON *varying;   /* names of the parameters whose value differs between records (array of strings) */
 } task_info;
 
 typedef struct task_table {
@@ -51,37 +51,89 @@ typedef struct task_table {
 } task_table;
 
 static void task_table_free(task_table *t) {
-    for (int i = 0; i < t->n; i++) free(t->items[i].params);
+    for (int i = 0; i < t->n; i++) {
+        cJSON_Delete(t->items[i].first);
+        cJSON_Delete(t->items[i].varying);
+    }
     free(t->items);
+}
+
+static bool in_names(const cJSON *names, const char *key) {
+    const cJSON *k;
+    cJSON_ArrayForEach(k, names) if (strcmp(k->valuestring, key) == 0) return true;
+    return false;
+}
+
+static bool same_value(const cJSON *a, const cJSON *b) {
+    char *x = a ? sb_json_canonical(a) : NULL, *y = b ? sb_json_canonical(b) : NULL;
+    bool same = x && y && strcmp(x, y) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* Marks every parameter of params whose value differs from ti->first's (either way round). */
+static void note_differences(task_info *ti, const cJSON *params) {
+    const cJSON *pairs[2][2] = {{params, ti->first}, {ti->first, params}};
+    for (int side = 0; side < 2; side++) {
+        const cJSON *k;
+        cJSON_ArrayForEach(k, pairs[side][0]) {
+            if (in_names(ti->varying, k->string)) continue;
+            if (!same_value(k, cJSON_GetObjectItemCaseSensitive(pairs[side][1], k->string)))
+                cJSON_AddItemToArray(ti->varying, cJSON_CreateString(k->string));
+        }
+    }
 }
 
 static int task_table_note(task_table *t, const cJSON *rec, sb_err *err) {
     const char *name = sb_record_str(rec, "task.name", "?");
-    char *params = sb_json_canonical(sb_record_at(rec, "task.params"));
-    if (!params) params = strdup("null");
-    if (!params) return sb_err_set(err, SB_EINTERNAL, "out of memory");
-    for (int i = 0; i < t->n; i++) {
-        if (strcmp(t->items[i].name, name) != 0) continue;
-        if (strcmp(t->items[i].params, params) != 0) t->items[i].varies = true;
-        free(params);
-        return SB_OK;
-    }
+    const cJSON *params = sb_record_at(rec, "task.params");
+    for (int i = 0; i < t->n; i++)
+        if (strcmp(t->items[i].name, name) == 0) {
+            note_differences(&t->items[i], params);
+            return SB_OK;
+        }
     task_info *items = realloc(t->items, (size_t)(t->n + 1) * sizeof *items);
-    if (!items) { free(params); return sb_err_set(err, SB_EINTERNAL, "out of memory"); }
+    if (!items) return sb_err_set(err, SB_EINTERNAL, "out of memory");
     t->items = items;
-    task_info *ti = &t->items[t->n++];
+    task_info *ti = &t->items[t->n];
     snprintf(ti->name, sizeof ti->name, "%s", name);
-    ti->params = params;
-    ti->varies = false;
+    ti->first = params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject();
+    ti->varying = cJSON_CreateArray();
+    if (!ti->first || !ti->varying) {
+        cJSON_Delete(ti->first);
+        cJSON_Delete(ti->varying);
+        return sb_err_set(err, SB_EINTERNAL, "out of memory");
+    }
+    t->n++;
     return SB_OK;
 }
 
+/* "mc(data=recall.jsonl)": the task with only the parameters that tell its
+ * records apart (a path shown by its last component), so a column header
+ * stays readable when a sweep varies one parameter of a long list. */
 static void task_label(const task_table *t, const cJSON *rec, char *buf, size_t n) {
     const char *name = sb_record_str(rec, "task.name", "?");
-    bool varies = false;
+    const cJSON *varying = NULL, *params = sb_record_at(rec, "task.params");
     for (int i = 0; i < t->n; i++)
-        if (strcmp(t->items[i].name, name) == 0) varies = t->items[i].varies;
-    sb_record_task_label(rec, varies, buf, n);
+        if (strcmp(t->items[i].name, name) == 0) varying = t->items[i].varying;
+    size_t used = (size_t)snprintf(buf, n, "%s", name);
+    const cJSON *k;
+    int shown = 0;
+    cJSON_ArrayForEach(k, varying) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(params, k->valuestring);
+        char value[160];
+        if (cJSON_IsString(v)) {
+            const char *slash = strrchr(v->valuestring, '/');
+            snprintf(value, sizeof value, "%s", slash ? slash + 1 : v->valuestring);
+        } else if (cJSON_IsNumber(v)) {
+            snprintf(value, sizeof value, "%.10g", v->valuedouble);
+        } else {
+            snprintf(value, sizeof value, "%s", cJSON_IsTrue(v) ? "true" : cJSON_IsFalse(v) ? "false" : "-");
+        }
+        if (used < n) used += (size_t)snprintf(buf + used, n - used, "%s%s=%s", shown++ ? "," : "(", k->valuestring, value);
+    }
+    if (shown && used < n) snprintf(buf + used, n - used, ")");
 }
 
 /* ---- columns -------------------------------------------------------------------- */

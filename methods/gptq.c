@@ -54,6 +54,7 @@ enum { ROWS_PER_TASK = 8 };
 
 typedef struct layer_state {
     const sb_gptq_opts *o;
+    const uint8_t *group_bits; /* [rows * n_groups] widths, or NULL: every group o->bits */
     sb_quantizer qz;
     int64_t rows, cols, gs;  /* gs: group size (cols when per channel) */
     int64_t n_groups;
@@ -73,13 +74,13 @@ typedef struct layer_state {
 
 /* The quantizer of row r's group g (original order): its own width when mixed. */
 static sb_quantizer group_quantizer(const layer_state *s, int64_t r, int64_t g) {
-    if (!s->o->group_bits) return s->qz;
-    return sb_quantizer_make(s->o->group_bits[r * s->n_groups + g], s->o->sym);
+    if (!s->group_bits) return s->qz;
+    return sb_quantizer_make(s->group_bits[r * s->n_groups + g], s->o->sym);
 }
 
 /* The quantizer for row r at permuted position c. */
 static sb_quantizer quantizer_at(const layer_state *s, int64_t r, int64_t c) {
-    return s->o->group_bits ? group_quantizer(s, r, s->perm[c] / s->gs) : s->qz;
+    return s->group_bits ? group_quantizer(s, r, s->perm[c] / s->gs) : s->qz;
 }
 
 /* The parameters for row r at permuted position c. */
@@ -141,7 +142,8 @@ static void fit_fixed(layer_state *s) {
     for (int64_t r = 0; r < s->rows; r++)
         for (int64_t g = 0; g < per_row; g++) {
             sb_quantizer qz = group_quantizer(s, r, g);
-            s->fixed[r * per_row + g] = sb_qparams_storable(sb_quantizer_fit(&qz, s->w + r * s->cols + g * s->gs, s->gs));
+            s->fixed[r * per_row + g] =
+                sb_qparams_storable(sb_quantizer_fit(&qz, s->w + r * s->cols + g * s->gs, s->gs));
         }
 }
 
@@ -250,14 +252,20 @@ static int alloc_state(layer_state *s, sb_err *err) {
 
 int sb_gptq_quantize(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o, sb_pool *pool,
                      sb_gptq_out *out, sb_err *err) {
+    return sb_gptq_quantize_mixed(w, rows, cols, h, o, NULL, pool, out, err);
+}
+
+int sb_gptq_quantize_mixed(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o,
+                           const uint8_t *group_bits, sb_pool *pool, sb_gptq_out *out, sb_err *err) {
     if (o->group_size > 0 && cols % o->group_size)
         return sb_err_set(err, SB_EINPUT, "gptq: group size %d does not divide %lld columns", o->group_size,
                           (long long)cols);
     if (o->block_size < 1) return sb_err_set(err, SB_EINPUT, "gptq: block size %d", o->block_size);
-    if (o->group_bits && (o->group_size <= 0 || (o->act_order && !o->static_groups)))
+    if (group_bits && (o->group_size <= 0 || (o->act_order && !o->static_groups)))
         return sb_err_set(err, SB_EINPUT, "gptq: per-group widths need contiguous groups (group_size > 0, static "
                                           "groups with act_order)");
-    layer_state s = {.o = o, .qz = sb_quantizer_make(o->bits, o->sym), .rows = rows, .cols = cols};
+    layer_state s = {.o = o, .group_bits = group_bits, .qz = sb_quantizer_make(o->bits, o->sym), .rows = rows,
+                     .cols = cols};
     s.gs = o->group_size > 0 ? o->group_size : cols;
     s.n_groups = cols / s.gs;
     int rc = alloc_state(&s, err);

@@ -17,10 +17,6 @@ typedef struct sb_gptq_opts {
     double damp;         /* fraction of mean(diag H) added to the diagonal */
     int block_size;
     bool act_order, static_groups;
-    /* NULL: every group has `bits`.  Else [rows * n_groups] widths (2..8) of
-     * the contiguous groups in the original column order (mixed precision,
-     * SliM-LLM); needs group_size > 0, and static_groups with act_order. */
-    const uint8_t *group_bits;
 } sb_gptq_opts;
 
 typedef struct sb_gptq_out {
@@ -35,5 +31,12 @@ typedef struct sb_gptq_out {
  * consumed (damped and overwritten by U). */
 int sb_gptq_quantize(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o, sb_pool *pool,
                      sb_gptq_out *out, sb_err *err);
+
+/* The same with a width per (row, group) (mixed precision, SliM-LLM):
+ * group_bits [rows * n_groups] widths 2..8 of the contiguous groups in the
+ * original column order (o->bits is then unused); NULL is sb_gptq_quantize.
+ * Needs group_size > 0, and static_groups with act_order. */
+int sb_gptq_quantize_mixed(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o,
+                           const uint8_t *group_bits, sb_pool *pool, sb_gptq_out *out, sb_err *err);
 
 #endif

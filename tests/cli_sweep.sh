@@ -147,7 +147,7 @@ bad config_task_param "tasks[0].params: 'protocol' must be one of" "{$m, \"metho
 bad config_missing_model "models[0]: '$tmp/nope' does not exist" "{\"models\": [\"$tmp/nope\"], \"methods\": [{\"name\": \"dense\"}], $t}"
 bad config_bad_seed "seeds[0]: must be a non-negative integer" "{$m, \"methods\": [{\"name\": \"dense\"}], $t, \"seeds\": [-1]}"
 bad config_malformed_json "malformed JSON" "{$m, \"methods\": [}"
-bad config_unknown_step_method "methods[0].steps[1]: unknown method 'eora'" "{$m, \"methods\": [{\"steps\": [{\"name\": \"dense\"}, {\"name\": \"eora\"}]}], $t}"
+bad config_unknown_step_method "methods[0].steps[1]: unknown method 'no-such-method'" "{$m, \"methods\": [{\"steps\": [{\"name\": \"dense\"}, {\"name\": \"no-such-method\"}]}], $t}"
 
 # --- 7. plugins: listed, run above; a wrong ABI is refused
 if "$sb" list methods --plugin "$plugins/example_methods.so" | grep -q "example-magnitude"; then pass plugin_listed; else fail plugin_listed "example-magnitude not listed"; fi
