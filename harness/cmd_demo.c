@@ -52,8 +52,7 @@ static const demo_sizes FULL = {.ppl_chunks = 200, .mc_questions = 300, .calib_s
 static const demo_sizes QUICK = {.ppl_chunks = 20, .mc_questions = 30, .calib_samples = 8};
 
 /* Compression methods the issue names whose plugins do not exist yet. */
-/* SliM-LLM exists, but its 2-bit setting needs 1-bit groups the qint format does not store yet. */
-static const char *const NOT_YET[] = {"SliM-LLM 2-bit", "SliceGPT", NULL};
+static const char *const NOT_YET[] = {"SliM-LLM", "SliceGPT", "EoRA", NULL};
 
 /* ---- built-in data ----------------------------------------------------------- */
 
@@ -133,22 +132,6 @@ static cJSON *gptq_params(cJSON *bits, const char *train, const demo_sizes *z) {
     return p;
 }
 
-/* {"steps": [gptq 4-bit, NAME rank 8]}; calib_data: the compensation's own
- * calibration text (EoRA needs one, LoRC none). */
-static cJSON *compensated_gptq(const char *name, const char *calib_data, const char *train, const demo_sizes *z) {
-    cJSON *steps = cJSON_CreateArray(), *p = cJSON_CreateObject(), *composed = cJSON_CreateObject();
-    cJSON_AddItemToArray(steps, method("gptq", gptq_params(cJSON_CreateNumber(4), train, z)));
-    cJSON_AddNumberToObject(p, "rank", 8);
-    if (calib_data) {
-        cJSON_AddStringToObject(p, "data", calib_data);
-        cJSON_AddNumberToObject(p, "n_samples", z->calib_samples);
-        cJSON_AddNumberToObject(p, "seq_len", 128);
-    }
-    cJSON_AddItemToArray(steps, method(name, p));
-    cJSON_AddItemToObject(composed, "steps", steps);
-    return composed;
-}
-
 static cJSON *demo_methods(const char *train, const demo_sizes *z) {
     cJSON *ms = cJSON_CreateArray(), *p;
     cJSON_AddItemToArray(ms, method("dense", NULL));
@@ -166,9 +149,14 @@ static cJSON *demo_methods(const char *train, const demo_sizes *z) {
     cJSON_AddNumberToObject(p, "n_samples", z->calib_samples);
     cJSON_AddNumberToObject(p, "seq_len", 128);
     cJSON_AddItemToArray(ms, method("sleb", p));
-    /* Compositions: LoRC and EoRA compensate the error GPTQ leaves. */
-    cJSON_AddItemToArray(ms, compensated_gptq("lorc", NULL, train, z));
-    cJSON_AddItemToArray(ms, compensated_gptq("eora", train, train, z));
+    /* Composition: LoRC compensates the error GPTQ leaves. */
+    cJSON *steps = cJSON_CreateArray(), *lorc = cJSON_CreateObject();
+    cJSON_AddItemToArray(steps, method("gptq", gptq_params(cJSON_CreateNumber(4), train, z)));
+    cJSON_AddNumberToObject(lorc, "rank", 8);
+    cJSON_AddItemToArray(steps, method("lorc", lorc));
+    cJSON *composed = cJSON_CreateObject();
+    cJSON_AddItemToObject(composed, "steps", steps);
+    cJSON_AddItemToArray(ms, composed);
     return ms;
 }
 
