@@ -34,7 +34,7 @@ for f in leaderboard.md leaderboard.csv leaderboard.html sweep.json data/test.tx
 done
 if [ -z "$missing" ]; then pass demo_files; else fail demo_files "missing:$missing"; fi
 if grep -q '^| dense ' "$tmp/out" && grep -q '^| gptq 4b + lorc r8 ' "$tmp/out" &&
-    grep -q 'Not yet available.*SliM-LLM.*SliceGPT.*EoRA' "$tmp/out" &&
+    grep -q 'Not in the demo:.*SliM-LLM 2-bit.*SliceGPT.*EoRA' "$tmp/out" &&
     [ "$(grep -c '^| story-1.7m | dense |' "$out/leaderboard.md")" -eq 1 ]; then
     pass demo_leaderboard_printed
 else
