@@ -46,7 +46,7 @@ static int pool_threads(sb_pool *pool) { return pool ? sb_pool_threads(pool) : 1
 
 /* C[M, N] = op(A)·op(B) + beta C, the M rows of C split over the pool. */
 typedef struct {
-    CBLAS_TRANSPOSE ta, tb;
+    enum CBLAS_TRANSPOSE ta, tb;
     int M, N, K;
     const float *A;
     int lda;
@@ -68,7 +68,7 @@ static void gemm_task(void *arg, int task, int worker) {
                 j->C + (int64_t)m0 * j->ldc, j->ldc);
 }
 
-static void gemm(sb_pool *pool, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, const float *A, int lda,
+static void gemm(sb_pool *pool, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc) {
     int n_tasks = pool_threads(pool);
     if (n_tasks > M) n_tasks = M > 0 ? M : 1;
