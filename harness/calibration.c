@@ -344,3 +344,56 @@ int sb_calib_advance(sb_calib_run *r, sb_err *err) {
     sb_run_progress(r->ctx, r->layer, r->m->n_layer, "blocks");
     return SB_OK;
 }
+
+/* ---- GPTQ's sequential pipeline ------------------------------------------ */
+
+const char *const sb_block_linear_names[SB_BLOCK_LINEARS] = {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"};
+
+sb_linear *sb_block_linear(sb_block *b, int which) {
+    sb_linear *lins[SB_BLOCK_LINEARS] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+    return lins[which];
+}
+
+enum { LQ, LK, LV, LO, LGATE, LUP, LDOWN, LEND = -1, MAX_STAGES = 4 };
+
+/* The stages of one block, each a list of linear indices ending with LEND. */
+typedef struct stage_plan {
+    int n;
+    int8_t lin[MAX_STAGES][SB_BLOCK_LINEARS + 1];
+} stage_plan;
+
+static stage_plan plan_stages(const sb_model *m, bool true_sequential) {
+    static const stage_plan sequential = {4, {{LK, LV, LQ, LEND}, {LO, LEND}, {LUP, LGATE, LEND}, {LDOWN, LEND}}};
+    static const stage_plan parallel = {2, {{LK, LV, LQ, LUP, LGATE, LEND}, {LO, LDOWN, LEND}}};
+    static const stage_plan all_at_once = {1, {{LK, LV, LQ, LO, LUP, LGATE, LDOWN, LEND}}};
+    if (!true_sequential) return all_at_once;
+    return m->parallel_residual ? parallel : sequential;
+}
+
+/* One stage: statistics of its linears from a pass of the block, then fn on each. */
+static int run_stage(sb_calib_run *r, sb_model *m, int layer, const int8_t *stage, sb_calib_linear_fn fn, void *user,
+                     sb_err *err) {
+    sb_linear_stats st[SB_BLOCK_LINEARS];
+    int which[SB_BLOCK_LINEARS], n = 0, rc = SB_OK;
+    for (int i = 0; !rc && stage[i] != LEND; i++) {
+        const sb_linear *lin = sb_block_linear(&m->blocks[layer], stage[i]);
+        if (!sb_linear_present(lin)) continue;
+        rc = sb_linear_stats_init(&st[n], lin, err);
+        if (!rc) which[n++] = stage[i];
+    }
+    if (!rc) rc = sb_calib_run_block(r, st, n, err);
+    for (int i = 0; !rc && i < n; i++) rc = fn(user, layer, which[i], &st[i], err);
+    for (int i = 0; i < n; i++) sb_linear_stats_free(&st[i]);
+    return rc;
+}
+
+int sb_calib_sequential(sb_calib_run *r, sb_model *m, bool true_sequential, sb_calib_linear_fn fn, void *user,
+                        sb_err *err) {
+    stage_plan plan = plan_stages(m, true_sequential);
+    int rc = SB_OK;
+    for (int l = 0; !rc && l < m->n_layer; l++) {
+        for (int s = 0; !rc && s < plan.n; s++) rc = run_stage(r, m, l, plan.lin[s], fn, user, err);
+        if (!rc) rc = sb_calib_advance(r, err); /* next block's inputs from this compressed block */
+    }
+    return rc;
+}

@@ -128,4 +128,24 @@ int sb_calib_advance(sb_calib_run *r, sb_err *err);
 const float *sb_calib_inputs(const sb_calib_run *r);
 const float *sb_calib_outputs(const sb_calib_run *r);
 
+/* ---- GPTQ's sequential pipeline, shared by the GPTQ family ------------- */
+
+/* A block's linears in a fixed order: q, k, v, o, gate, up, down. */
+enum { SB_BLOCK_LINEARS = 7 };
+extern const char *const sb_block_linear_names[SB_BLOCK_LINEARS];
+sb_linear *sb_block_linear(sb_block *b, int which);
+
+/* Compresses one linear given the statistics of its inputs. */
+typedef int (*sb_calib_linear_fn)(void *user, int layer, int which, const sb_linear_stats *st, sb_err *err);
+
+/* Walks every block in order: per stage, one pass of the block gathers the
+ * inputs of the stage's linears (coming from the already-compressed
+ * earlier stages and blocks), then fn compresses each; after the last
+ * stage the block's compressed outputs become the next block's inputs.
+ * Stages ("true sequential", as gptq's llama.py): [k, v, q] -> [o] ->
+ * [up, gate] -> [down]; parallel-residual blocks [k, v, q, up, gate] ->
+ * [o, down]; with true_sequential false, all seven in one stage. */
+int sb_calib_sequential(sb_calib_run *r, sb_model *m, bool true_sequential, sb_calib_linear_fn fn, void *user,
+                        sb_err *err);
+
 #endif

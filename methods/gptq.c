@@ -288,28 +288,6 @@ int sb_gptq_quantize_mixed(const float *w, int64_t rows, int64_t cols, double *h
 
 /* ---- the method: every block of the model ------------------------------- */
 
-enum { N_LINEARS = 7, MAX_STAGES = 4 };
-static const char *const linear_names[N_LINEARS] = {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"};
-enum { Q, K, V, O, GATE, UP, DOWN, END = -1 };
-
-/* The stages of one block, each a list of linear indices ending with END. */
-typedef struct stage_plan {
-    int n;
-    int8_t lin[MAX_STAGES][N_LINEARS + 1];
-} stage_plan;
-
-static stage_plan plan_stages(const sb_model *m, bool true_sequential) {
-    static const stage_plan sequential = {4, {{K, V, Q, END}, {O, END}, {UP, GATE, END}, {DOWN, END}}};
-    static const stage_plan parallel = {2, {{K, V, Q, UP, GATE, END}, {O, DOWN, END}}};
-    static const stage_plan all_at_once = {1, {{K, V, Q, O, UP, GATE, DOWN, END}}};
-    if (!true_sequential) return all_at_once;
-    return m->parallel_residual ? parallel : sequential;
-}
-
-static sb_linear *linear_of(sb_block *b, int i) {
-    sb_linear *lins[N_LINEARS] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
-    return lins[i];
-}
 
 typedef struct gptq_run {
     sb_model *m;
@@ -354,7 +332,7 @@ static void add_layer_detail(gptq_run *g, int layer, int which, const sb_linear_
     cJSON *o = cJSON_CreateObject();
     if (!o) return;
     char name[48];
-    snprintf(name, sizeof name, "blocks.%d.%s", layer, linear_names[which]);
+    snprintf(name, sizeof name, "blocks.%d.%s", layer, sb_block_linear_names[which]);
     cJSON_AddStringToObject(o, "layer", name);
     cJSON_AddNumberToObject(o, "gptq_loss", loss);
     cJSON_AddNumberToObject(o, "sq_err", err_gptq * (double)st->n_seqs / 2);
@@ -428,7 +406,7 @@ static int replace_linear(sb_linear *lin, const layer_bufs *b, const sb_gptq_opt
 }
 
 static int quantize_one(gptq_run *g, int layer, int which, const sb_linear_stats *st, sb_err *err) {
-    sb_linear *lin = linear_of(&g->m->blocks[layer], which);
+    sb_linear *lin = sb_block_linear(&g->m->blocks[layer], which);
     int64_t rows = lin->rows, cols = lin->cols, n_groups = g->opts.group_size > 0 ? cols / g->opts.group_size : 1;
     layer_bufs b = {0};
     int rc = alloc_bufs(&b, rows, cols, n_groups, err);
@@ -441,34 +419,16 @@ static int quantize_one(gptq_run *g, int layer, int which, const sb_linear_stats
     if (!rc) rc = record_errors(g, layer, which, st, b.w, b.q, out.loss, err);
     if (!rc) rc = replace_linear(lin, &b, &g->opts, err);
     free_bufs(&b);
-    if (rc) sb_err_prefix(err, "gptq: blocks.%d.%s", layer, linear_names[which]);
+    if (rc) sb_err_prefix(err, "gptq: blocks.%d.%s", layer, sb_block_linear_names[which]);
     return rc;
 }
 
-/* One stage: statistics of the stage's linears from a pass of the block, then GPTQ on each. */
-static int run_stage(gptq_run *g, int layer, const int8_t *stage, sb_err *err) {
-    sb_linear_stats st[N_LINEARS];
-    int which[N_LINEARS], n = 0, rc = SB_OK;
-    for (int i = 0; !rc && stage[i] != END; i++) {
-        const sb_linear *lin = linear_of(&g->m->blocks[layer], stage[i]);
-        if (!sb_linear_present(lin)) continue;
-        rc = sb_linear_stats_init(&st[n], lin, err);
-        if (!rc) which[n++] = stage[i];
-    }
-    if (!rc) rc = sb_calib_run_block(g->calib, st, n, err);
-    for (int i = 0; !rc && i < n; i++) rc = quantize_one(g, layer, which[i], &st[i], err);
-    for (int i = 0; i < n; i++) sb_linear_stats_free(&st[i]);
-    return rc;
+static int quantize_linear(void *user, int layer, int which, const sb_linear_stats *st, sb_err *err) {
+    return quantize_one(user, layer, which, st, err);
 }
 
 static int quantize_model(gptq_run *g, bool true_sequential, sb_err *err) {
-    stage_plan plan = plan_stages(g->m, true_sequential);
-    int rc = SB_OK;
-    for (int l = 0; !rc && l < g->m->n_layer; l++) {
-        for (int s = 0; !rc && s < plan.n; s++) rc = run_stage(g, l, plan.lin[s], err);
-        if (!rc) rc = sb_calib_advance(g->calib, err); /* next block's inputs from this quantized block */
-    }
-    return rc;
+    return sb_calib_sequential(g->calib, g->m, true_sequential, quantize_linear, g, err);
 }
 
 /* ---- parameters ---------------------------------------------------------- */
@@ -488,11 +448,11 @@ static int check_params(const sb_model *m, const sb_gptq_opts *o, int seq_len, s
     if (m->pos_embd && seq_len > m->max_positions)
         return sb_err_set(err, SB_EINPUT, "gptq: seq_len %d exceeds the model's %d positions", seq_len, m->max_positions);
     for (int l = 0; l < m->n_layer && o->group_size > 0; l++)
-        for (int i = 0; i < N_LINEARS; i++) {
-            const sb_linear *lin = linear_of(&m->blocks[l], i);
+        for (int i = 0; i < SB_BLOCK_LINEARS; i++) {
+            const sb_linear *lin = sb_block_linear(&m->blocks[l], i);
             if (sb_linear_present(lin) && lin->cols % o->group_size)
                 return sb_err_set(err, SB_EINPUT, "gptq: group_size: %d does not divide the width %lld of blocks.%d.%s",
-                                  o->group_size, (long long)lin->cols, l, linear_names[i]);
+                                  o->group_size, (long long)lin->cols, l, sb_block_linear_names[i]);
         }
     return SB_OK;
 }

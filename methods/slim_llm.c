@@ -42,9 +42,7 @@
 #include "plugin.h"
 #include "quantizer.h"
 
-enum { N_LINEARS = 7, MAX_STAGES = 4, ERR_ROWS = 64 };
-static const char *const linear_names[N_LINEARS] = {"wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"};
-enum { Q, K, V, O, GATE, UP, DOWN, END = -1 };
+enum { ERR_ROWS = 64 };
 
 typedef struct slim_run {
     sb_model *m;
@@ -306,11 +304,6 @@ static int gptq_reference_error(const slim_run *s, const sb_linear_stats *st, la
     return rc;
 }
 
-static sb_linear *linear_of(sb_block *b, int i) {
-    sb_linear *lins[N_LINEARS] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
-    return lins[i];
-}
-
 /* Packs as qint with per-group widths and replaces *lin (bias copied; the old
  * payload belongs to the model's snapshot and is never freed here). */
 static int replace_linear(sb_linear *lin, const layer_bufs *b, int gs, sb_err *err) {
@@ -338,7 +331,7 @@ static void add_detail(slim_run *s, int layer, int which, const sb_linear_stats 
     cJSON *o = cJSON_CreateObject();
     if (!o) return;
     char name[48];
-    snprintf(name, sizeof name, "blocks.%d.%s", layer, linear_names[which]);
+    snprintf(name, sizeof name, "blocks.%d.%s", layer, sb_block_linear_names[which]);
     double tok = (double)st->n_seqs / 2;
     cJSON_AddStringToObject(o, "layer", name);
     cJSON_AddNumberToObject(o, "k", (double)lr->best.k);
@@ -370,7 +363,7 @@ static void spread_widths(layer_bufs *b, int64_t rows, int64_t n, int bits, laye
 }
 
 static int quantize_one(slim_run *s, int layer, int which, const sb_linear_stats *st, sb_err *err) {
-    sb_linear *lin = linear_of(&s->m->blocks[layer], which);
+    sb_linear *lin = sb_block_linear(&s->m->blocks[layer], which);
     int64_t rows = lin->rows, cols = lin->cols, n = cols / s->opts.group_size;
     layer_bufs b = {0};
     layer_result lr = {0};
@@ -391,47 +384,19 @@ static int quantize_one(slim_run *s, int layer, int which, const sb_linear_stats
         rc = replace_linear(lin, &b, s->opts.group_size, err);
     }
     free_bufs(&b);
-    if (rc) sb_err_prefix(err, "slim-llm: blocks.%d.%s", layer, linear_names[which]);
+    if (rc) sb_err_prefix(err, "slim-llm: blocks.%d.%s", layer, sb_block_linear_names[which]);
     return rc;
 }
 
 /* ---- every block: GPTQ's true-sequential pipeline ------------------------ */
 
-typedef struct stage_plan {
-    int n;
-    int8_t lin[MAX_STAGES][N_LINEARS + 1];
-} stage_plan;
-
-static stage_plan plan_stages(const sb_model *m) {
-    static const stage_plan sequential = {4, {{K, V, Q, END}, {O, END}, {UP, GATE, END}, {DOWN, END}}};
-    static const stage_plan parallel = {2, {{K, V, Q, UP, GATE, END}, {O, DOWN, END}}};
-    return m->parallel_residual ? parallel : sequential;
+static int quantize_linear(void *user, int layer, int which, const sb_linear_stats *st, sb_err *err) {
+    return quantize_one(user, layer, which, st, err);
 }
 
-/* One stage: statistics of its linears from a pass of the block, then each linear. */
-static int run_stage(slim_run *s, int layer, const int8_t *stage, sb_err *err) {
-    sb_linear_stats st[N_LINEARS];
-    int which[N_LINEARS], n = 0, rc = SB_OK;
-    for (int i = 0; !rc && stage[i] != END; i++) {
-        const sb_linear *lin = linear_of(&s->m->blocks[layer], stage[i]);
-        if (!sb_linear_present(lin)) continue;
-        rc = sb_linear_stats_init(&st[n], lin, err);
-        if (!rc) which[n++] = stage[i];
-    }
-    if (!rc) rc = sb_calib_run_block(s->calib, st, n, err);
-    for (int i = 0; !rc && i < n; i++) rc = quantize_one(s, layer, which[i], &st[i], err);
-    for (int i = 0; i < n; i++) sb_linear_stats_free(&st[i]);
-    return rc;
-}
-
+/* GPTQ's true-sequential pipeline (SliM-LLM quantizes inside GPTQ's loop). */
 static int quantize_model(slim_run *s, sb_err *err) {
-    stage_plan plan = plan_stages(s->m);
-    int rc = SB_OK;
-    for (int l = 0; !rc && l < s->m->n_layer; l++) {
-        for (int i = 0; !rc && i < plan.n; i++) rc = run_stage(s, l, plan.lin[i], err);
-        if (!rc) rc = sb_calib_advance(s->calib, err); /* next block's inputs from this quantized block */
-    }
-    return rc;
+    return sb_calib_sequential(s->calib, s->m, true, quantize_linear, s, err);
 }
 
 /* ---- parameters ---------------------------------------------------------- */
@@ -450,12 +415,12 @@ static int check_params(const sb_model *m, const slim_run *s, int seq_len, sb_er
         return sb_err_set(err, SB_EINPUT, "slim-llm: seq_len %d exceeds the model's %d positions", seq_len,
                           m->max_positions);
     for (int l = 0; l < m->n_layer; l++)
-        for (int i = 0; i < N_LINEARS; i++) {
-            const sb_linear *lin = linear_of(&m->blocks[l], i);
+        for (int i = 0; i < SB_BLOCK_LINEARS; i++) {
+            const sb_linear *lin = sb_block_linear(&m->blocks[l], i);
             if (sb_linear_present(lin) && lin->cols % o->group_size)
                 return sb_err_set(err, SB_EINPUT,
                                   "slim-llm: group_size: %d does not divide the width %lld of blocks.%d.%s",
-                                  o->group_size, (long long)lin->cols, l, linear_names[i]);
+                                  o->group_size, (long long)lin->cols, l, sb_block_linear_names[i]);
         }
     return SB_OK;
 }
