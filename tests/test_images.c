@@ -3,6 +3,7 @@
  * (Pillow for PNG/PPM/PGM, numpy in torchvision's CIFAR/MNIST layout), the
  * bad-input messages, and the built-in synthetic set. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,8 @@
 
 #include "../datasets/image_set.h"
 #include "check.h"
+#include "image_metrics.h"
+#include "plugin.h"
 #include "mapped_file.h"
 
 #define REF "tests/reference/images"
@@ -179,11 +182,98 @@ static void test_synth(void) {
     test_end();
 }
 
+/* ---- image quality ------------------------------------------------------------------------------------ */
+
+extern const sb_task sb_task_image_quality;
+
+/* Every pair's MSE, PSNR and SSIM against scikit-image's (expected_quality.json). */
+static void test_metrics(void) {
+    test_begin("image_metrics_vs_skimage");
+    cJSON *j = load_json(REF "/expected_quality.json");
+    for (int i = 0; j && i < cJSON_GetArraySize(j); i++) {
+        const cJSON *e = cJSON_GetArrayItem(j, i);
+        const char *name = cJSON_GetObjectItem(e, "name")->valuestring;
+        char pa[256], pb[256];
+        snprintf(pa, sizeof pa, REF "/quality/ref/x/%s.png", name);
+        snprintf(pb, sizeof pb, REF "/quality/dist/x/%s.png", name);
+        sb_image a = {0}, b = {0};
+        sb_err err = {0};
+        double ssim = -1;
+        int rc = sb_image_read(pa, &a, &err);
+        if (rc == SB_OK) rc = sb_image_read(pb, &b, &err);
+        if (rc == SB_OK) rc = sb_image_ssim(&a, &b, 255, &ssim, name, &err);
+        if (test_expect(rc == SB_OK, "%s: %s", name, err.msg)) {
+            double mse = sb_image_mse(&a, &b), psnr = sb_psnr_from_mse(mse, 255);
+            double want_mse = cJSON_GetObjectItem(e, "mse")->valuedouble, want_psnr = cJSON_GetObjectItem(e, "psnr")->valuedouble;
+            double want_ssim = cJSON_GetObjectItem(e, "ssim")->valuedouble;
+            test_expect(fabs(mse - want_mse) <= 1e-4 * want_mse, "%s: mse %.9g, skimage %.9g", name, mse, want_mse);
+            test_expect(fabs(psnr - want_psnr) <= 1e-4, "%s: psnr %.9g, skimage %.9g", name, psnr, want_psnr);
+            test_expect(fabs(ssim - want_ssim) <= 1e-4, "%s: ssim %.9g, skimage %.9g", name, ssim, want_ssim);
+        }
+        sb_image_release(&a);
+        sb_image_release(&b);
+    }
+    cJSON_Delete(j);
+    test_end();
+}
+
+static int run_quality(const char *ref, const char *images, sb_task_result *res, sb_err *err) {
+    char a[300], b[300];
+    snprintf(a, sizeof a, "reference=%s", ref);
+    snprintf(b, sizeof b, "images=%s", images);
+    const char *assign[] = {a, b};
+    sb_params p;
+    memset(res, 0, sizeof *res);
+    int rc = sb_params_from_strings(sb_task_image_quality.params, sb_task_image_quality.n_params, assign, 2, "test", &p, err);
+    sb_run_ctx ctx = {0};
+    return rc == SB_OK ? sb_task_image_quality.run(NULL, &p, &ctx, res, err) : rc;
+}
+
+/* The task: means over the pairs equal the means of skimage's values; bad pairs are SB_EINPUT. */
+static void test_quality_task(void) {
+    test_begin("image_quality_task");
+    cJSON *j = load_json(REF "/expected_quality.json");
+    sb_task_result res;
+    sb_err err = {0};
+    int rc = run_quality(REF "/quality/ref", REF "/quality/dist", &res, &err);
+    if (j && test_expect(rc == SB_OK, "%s", err.msg)) {
+        static const char *const names[] = {"psnr", "ssim", "mse"};
+        for (int k = 0; k < 3; k++) {
+            double want = 0;
+            int n = cJSON_GetArraySize(j);
+            for (int i = 0; i < n; i++) want += cJSON_GetObjectItem(cJSON_GetArrayItem(j, i), names[k])->valuedouble / n;
+            const sb_metric *m = sb_result_find(&res, names[k]);
+            test_expect(m && fabs(m->value - want) <= 1e-4 * fmax(1, fabs(want)), "%s: %.9g, skimage mean %.9g", names[k],
+                        m ? m->value : NAN, want);
+        }
+    }
+    sb_result_clear(&res);
+    memset(&err, 0, sizeof err);
+    rc = run_quality(REF "/quality/ref", REF "/folder", &res, &err);
+    test_expect(rc == SB_EINPUT && strstr(err.msg, "has 5 images but"), "count mismatch: %d '%s'", rc, err.msg);
+    sb_result_clear(&res);
+    memset(&err, 0, sizeof err);
+    rc = run_quality(REF "/mnist/train-images-idx3-ubyte", REF "/mnist/train-images-idx3-ubyte", &res, &err);
+    test_expect(rc == SB_EINPUT && strstr(err.msg, "smaller than SSIM"), "tiny images: %d '%s'", rc, err.msg);
+    sb_result_clear(&res);
+    memset(&err, 0, sizeof err);
+    rc = run_quality("builtin:shapes", "builtin:shapes", &res, &err);   /* identical: PSNR capped, SSIM 1 */
+    if (test_expect(rc == SB_OK, "%s", err.msg)) {
+        test_expect(sb_result_find(&res, "psnr")->value == 100 && fabs(sb_result_find(&res, "ssim")->value - 1) < 1e-12,
+                    "identical sets: psnr %g ssim %g", sb_result_find(&res, "psnr")->value, sb_result_find(&res, "ssim")->value);
+    }
+    sb_result_clear(&res);
+    cJSON_Delete(j);
+    test_end();
+}
+
 int main(void) {
     test_folder();
     test_binary();
     test_bad();
     test_pnm();
     test_synth();
+    test_metrics();
+    test_quality_task();
     return test_status();
 }
