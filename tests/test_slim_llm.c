@@ -213,7 +213,8 @@ static void expect_refused(sb_model *m, sb_pool *pool, const char *label, const 
 
 static void case_refusals(sb_model *m, sb_pool *pool) {
     const char *data = "data=" TASKS "/text.raw";
-    expect_refused(m, pool, "slim_llm_refuses_bits_2", (const char *[]){data, "bits=2", "seq_len=16"}, 3);
+    expect_refused(m, pool, "slim_llm_refuses_bits_1", (const char *[]){data, "bits=1", "seq_len=16"}, 3);
+    expect_refused(m, pool, "slim_llm_refuses_negative_lambda", (const char *[]){data, "sqc_lambda=-1", "seq_len=16"}, 3);
     expect_refused(m, pool, "slim_llm_refuses_bits_8", (const char *[]){data, "bits=8", "seq_len=16"}, 3);
     expect_refused(m, pool, "slim_llm_refuses_group_not_dividing", (const char *[]){data, "group_size=48", "seq_len=16"}, 3);
     expect_refused(m, pool, "slim_llm_refuses_negative_damp", (const char *[]){data, "damp=-0.1", "seq_len=16"}, 3);
