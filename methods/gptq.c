@@ -68,6 +68,7 @@ typedef struct layer_state {
     float *qw;               /* [rows, cols] permuted dequantized */
     double *row_loss;        /* [rows] */
     sb_gptq_group_fit fit;   /* a method's group fit, or NULL: min-max */
+    const sb_gptq_elementwise *elem; /* a method's per-weight quantizer, or NULL */
     void *fit_user;
     sb_quantizer *row_qz;    /* [rows] scratch of fit */
     sb_qparams *group_params; /* [rows] scratch of fit */
@@ -119,11 +120,29 @@ static void block_row(layer_state *s, int64_t r) {
     }
 }
 
+/* block_row with a method's per-weight quantizer (no codes, no groups). */
+static void elem_block_row(layer_state *s, int64_t r) {
+    float *w1 = s->w1 + r * s->count, *e1 = s->err1 + r * s->count;
+    for (int64_t i = 0; i < s->count; i++) {
+        int64_t c = s->i1 + i;
+        float q = s->elem->quantize(s->elem->user, r, c, w1[i]), d = s->u[c * s->cols + c];
+        s->qw[r * s->cols + c] = q;
+        s->row_loss[r] += ((double)w1[i] - q) * ((double)w1[i] - q) / ((double)d * d) / 2;
+        float e = (w1[i] - q) / d;
+        const float *urow = s->u + c * s->cols + s->i1;
+        for (int64_t j = i + 1; j < s->count; j++) w1[j] -= e * urow[j];
+        e1[i] = e;
+    }
+}
+
 static void block_task(void *arg, int task, int worker) {
     (void)worker;
     layer_state *s = arg;
     int64_t r1 = (int64_t)(task + 1) * ROWS_PER_TASK;
-    for (int64_t r = (int64_t)task * ROWS_PER_TASK; r < r1 && r < s->rows; r++) block_row(s, r);
+    for (int64_t r = (int64_t)task * ROWS_PER_TASK; r < r1 && r < s->rows; r++) {
+        if (s->elem) elem_block_row(s, r);
+        else block_row(s, r);
+    }
 }
 
 /* A method's fit (s->fit) of group g for every row into s->fixed. */
@@ -314,6 +333,30 @@ int sb_gptq_quantize_fitted(const float *w, int64_t rows, int64_t cols, double *
     if (!rc) {
         run_blocks(&s, pool);
         write_out(&s, out);
+    }
+    free_state(&s);
+    return rc;
+}
+
+int sb_gptq_quantize_elementwise(const float *w, int64_t rows, int64_t cols, double *h, double damp, int block_size,
+                                 const sb_gptq_elementwise *e, sb_pool *pool, float *q, double *loss, sb_err *err) {
+    if (block_size < 1) return sb_err_set(err, SB_EINPUT, "gptq: block size %d", block_size);
+    sb_gptq_opts o = {.bits = 8, .damp = damp, .block_size = block_size};
+    layer_state s = {.o = &o, .elem = e, .qz = sb_quantizer_make(8, false), .rows = rows, .cols = cols, .gs = cols,
+                     .n_groups = 1};
+    int rc = alloc_state(&s, err);
+    if (!rc) {
+        memcpy(s.w, w, sizeof(float) * (size_t)(rows * cols));
+        for (int64_t c = 0; c < cols; c++) s.perm[c] = c;
+        zero_dead_inputs(&s, h);
+        rc = prepare_hessian(&s, h, err);
+    }
+    if (!rc) rc = e->prepare(e->user, s.w, s.u, rows, cols, err);
+    if (!rc) {
+        run_blocks(&s, pool);
+        memcpy(q, s.qw, sizeof(float) * (size_t)(rows * cols));
+        *loss = 0;
+        for (int64_t r = 0; r < rows; r++) *loss += s.row_loss[r];
     }
     free_state(&s);
     return rc;

@@ -57,4 +57,21 @@ int sb_gptq_quantize_fitted(const float *w, int64_t rows, int64_t cols, double *
                             const uint8_t *group_bits, sb_gptq_group_fit fit, void *fit_user, sb_pool *pool,
                             sb_gptq_out *out, sb_err *err);
 
+/* GPTQ's column loop with any per-weight quantizer (PB-LLM: binarized and
+ * 8-bit weights side by side under a mask).  After dead inputs are zeroed
+ * and U is known, prepare(user, w, u, rows, cols, err) sees the weights the
+ * loop starts from and U [cols, cols] (float32, upper); then each weight's
+ * stored value is quantize(user, row, col, current value), called from
+ * several threads at once for different rows, columns in order within a row. */
+typedef struct sb_gptq_elementwise {
+    int (*prepare)(void *user, const float *w, const float *u, int64_t rows, int64_t cols, sb_err *err);
+    float (*quantize)(void *user, int64_t row, int64_t col, float w);
+    void *user;
+} sb_gptq_elementwise;
+
+/* q [rows, cols] gets the stored values, *loss gptq's Σ (w − q)² / U_ii² / 2.
+ * h is consumed as by sb_gptq_quantize; damp and block_size as in sb_gptq_opts. */
+int sb_gptq_quantize_elementwise(const float *w, int64_t rows, int64_t cols, double *h, double damp, int block_size,
+                                 const sb_gptq_elementwise *e, sb_pool *pool, float *q, double *loss, sb_err *err);
+
 #endif
