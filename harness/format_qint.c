@@ -27,7 +27,7 @@
 #error "format_qint reads its uint64 code words as bytes: little-endian only"
 #endif
 
-enum { HEADER_BYTES = 128, PAYLOAD_ALIGN = 64, MIN_BITS = 2, MAX_BITS = 8 };
+enum { HEADER_BYTES = 128, PAYLOAD_ALIGN = 64, MIN_BITS = 1, MAX_BITS = 8 };
 /* Up to this many tokens the fused kernels run; more go to decoded tiles + CBLAS. */
 enum { FUSED_MAX_TOKENS = 4 };
 /* Codes decoded at a time on the 2..4-token path (a stack buffer in L1). */
@@ -434,13 +434,21 @@ static int group_width(const uint8_t *group_bits, int bits, int64_t i) { return 
 
 static int check_widths(int64_t n, int bits, const uint8_t *group_bits, sb_err *err) {
     if (!group_bits) {
-        if (bits < MIN_BITS || bits > MAX_BITS) return sb_err_set(err, SB_EINPUT, "qint: bits %d is not in 2..8", bits);
+        if (bits < MIN_BITS || bits > MAX_BITS) return sb_err_set(err, SB_EINPUT, "qint: bits %d is not in 1..8", bits);
         return SB_OK;
     }
     for (int64_t i = 0; i < n; i++)
         if (group_bits[i] < MIN_BITS || group_bits[i] > MAX_BITS)
-            return sb_err_set(err, SB_EINPUT, "qint: group_bits[%lld] = %d is not in 2..8", (long long)i, group_bits[i]);
+            return sb_err_set(err, SB_EINPUT, "qint: group_bits[%lld] = %d is not in 1..8", (long long)i, group_bits[i]);
     return SB_OK;
+}
+
+/* Zeros of 2..8-bit groups are integers on the code grid; a 1-bit group's
+ * zero is any finite offset (a binarized group mu ± alpha is scale = 2·alpha,
+ * zero = 1/2 - mu/scale), stored rounded to f16 like the scales. */
+static bool zero_ok(float zero, unsigned maxq) {
+    if (maxq == 1) return (sb_f32_to_f16(zero) & 0x7c00u) != 0x7c00u;
+    return zero >= 0 && zero <= (float)maxq && zero == (float)(int)zero;
 }
 
 static int check_values(int64_t rows, int64_t cols, int group_size, int bits, const uint8_t *group_bits,
@@ -453,9 +461,11 @@ static int check_values(int64_t rows, int64_t cols, int group_size, int bits, co
             uint16_t s16 = sb_f32_to_f16(scales[i]);
             if ((s16 & 0x7c00u) == 0x7c00u)
                 return sb_err_set(err, SB_EINPUT, "qint: scale[%lld] = %g is not a finite f16", (long long)i, scales[i]);
-            if (zeros && !(zeros[i] >= 0 && zeros[i] <= (float)maxq && zeros[i] == (float)(int)zeros[i]))
-                return sb_err_set(err, SB_EINPUT, "qint: zero[%lld] = %g is not an integer in 0..%u", (long long)i,
-                                  zeros[i], maxq);
+            if (zeros && !zero_ok(zeros[i], maxq))
+                return sb_err_set(err, SB_EINPUT, "qint: zero[%lld] = %g is not %s", (long long)i, zeros[i],
+                                  maxq == 1 ? "a finite f16 offset (1-bit group)" : "an integer in 0..maxq");
+            if (!zeros && maxq == 1)
+                return sb_err_set(err, SB_EINPUT, "qint: 1-bit groups need stored zeros (an asymmetric layer)");
             const uint8_t *q = codes + r * cols + g * group_size;
             for (int k = 0; k < group_size; k++)
                 if (q[k] > maxq)
