@@ -397,6 +397,18 @@ int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int l
     return SB_OK;
 }
 
+int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err) {
+    const sb_model *m = s->m;
+    if (n_rows < 1 || n_rows > (int64_t)s->n_seq * s->max_tokens)
+        return sb_err_set(err, SB_EINTERNAL, "%lld rows for the head; this session takes 1 to %lld", (long long)n_rows,
+                          (long long)s->n_seq * s->max_tokens);
+    apply_norm(s, &m->final_norm, x, s->h, n_rows, m->d_model, m->d_model);
+    sb_linear_forward(&m->head, s->h, n_rows, logits, &s->mm);
+    if (m->final_softcap > 0)
+        for (int64_t i = 0; i < n_rows * m->n_vocab; i++) logits[i] = cap_score(logits[i], m->final_softcap);
+    return SB_OK;
+}
+
 void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user) {
     s->observer = fn;
     s->observer_user = user;
