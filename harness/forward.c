@@ -443,8 +443,11 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
     int64_t R = (int64_t)n_seq * max_tokens;
     int threads = sb_pool_threads(pool);
     int64_t score_rows = (int64_t)QUERY_BLOCK * threads; /* one block of rows per worker */
-    /* BLAS runs single-threaded inside the pool's tasks (see blas.h). */
-    if (threads > 1) sb_blas_set_threads(1);
+    /* BLAS runs single-threaded inside the pool's tasks (see blas.h), also
+     * with a pool of one thread: OpenBLAS's own threading changes its
+     * blocking and so the order of the sums, and a run's numbers must not
+     * depend on its thread count (GPTQ with 1 and 2 threads, test_gptq). */
+    sb_blas_set_threads(1);
     s->k_cache = sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
     s->v_cache = sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
     bool ok = s->k_cache && s->v_cache;
