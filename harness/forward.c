@@ -397,6 +397,18 @@ int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int l
     return SB_OK;
 }
 
+int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err) {
+    const sb_model *m = s->m;
+    if (n_rows < 1 || n_rows > (int64_t)s->n_seq * s->max_tokens)
+        return sb_err_set(err, SB_EINTERNAL, "%lld rows for the head; this session takes 1 to %lld", (long long)n_rows,
+                          (long long)s->n_seq * s->max_tokens);
+    apply_norm(s, &m->final_norm, x, s->h, n_rows, m->d_model, m->d_model);
+    sb_linear_forward(&m->head, s->h, n_rows, logits, &s->mm);
+    if (m->final_softcap > 0)
+        for (int64_t i = 0; i < n_rows * m->n_vocab; i++) logits[i] = cap_score(logits[i], m->final_softcap);
+    return SB_OK;
+}
+
 void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user) {
     s->observer = fn;
     s->observer_user = user;
@@ -431,8 +443,11 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
     int64_t R = (int64_t)n_seq * max_tokens;
     int threads = sb_pool_threads(pool);
     int64_t score_rows = (int64_t)QUERY_BLOCK * threads; /* one block of rows per worker */
-    /* BLAS runs single-threaded inside the pool's tasks (see blas.h). */
-    if (threads > 1) sb_blas_set_threads(1);
+    /* BLAS runs single-threaded inside the pool's tasks (see blas.h), also
+     * with a pool of one thread: OpenBLAS's own threading changes its
+     * blocking and so the order of the sums, and a run's numbers must not
+     * depend on its thread count (GPTQ with 1 and 2 threads, test_gptq). */
+    sb_blas_set_threads(1);
     s->k_cache = sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
     s->v_cache = sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
     bool ok = s->k_cache && s->v_cache;
