@@ -38,7 +38,7 @@ typedef struct qint_header {
     int32_t group_size, n_groups;
     int32_t bits;            /* uniform width; 0 when widths vary per group */
     int32_t symmetric;
-    int64_t row_words;       /* uniform: words per row */
+    int64_t row_words;       /* words per row when every row has as many; 0: row offsets */
     /* byte offsets from the start of the payload */
     uint64_t codes_off, row_off_off, scales_off, zeros_off, group_bits_off, end_off;
 } qint_header;
@@ -52,7 +52,7 @@ static const uint8_t *base_of(const qint_header *h) { return (const uint8_t *)h;
 
 static const uint8_t *row_codes(const qint_header *h, int64_t r) {
     const uint64_t *words = (const uint64_t *)(base_of(h) + h->codes_off);
-    if (h->bits) return (const uint8_t *)(words + r * h->row_words);
+    if (h->row_words) return (const uint8_t *)(words + r * h->row_words);
     const uint64_t *row_off = (const uint64_t *)(base_of(h) + h->row_off_off);
     return (const uint8_t *)(words + row_off[r]);
 }
@@ -482,6 +482,15 @@ static int64_t row_words_of(int64_t r, int64_t n_groups, int group_size, int bit
     return (row_bits + 63) / 64;
 }
 
+/* Mixed widths whose rows all take the same number of words (SliM-LLM: one
+ * allocation per column group) need no row offsets: that count, else 0. */
+static int64_t common_row_words(int64_t rows, int64_t n_groups, int group_size, const uint8_t *group_bits) {
+    int64_t first = row_words_of(0, n_groups, group_size, 0, group_bits);
+    for (int64_t r = 1; r < rows; r++)
+        if (row_words_of(r, n_groups, group_size, 0, group_bits) != first) return 0;
+    return first;
+}
+
 static void put_code(uint64_t *row, uint64_t pos, unsigned code, int b) {
     unsigned shift = (unsigned)(pos % 64);
     row[pos / 64] |= (uint64_t)code << shift;
@@ -500,10 +509,11 @@ static void pack_row(uint64_t *row, const uint8_t *codes, int64_t r, const qint_
 
 /* Lays out the offsets of every array (see the byte map in format_qint.h). */
 static void plan_layout(qint_header *h, int64_t code_words, bool mixed) {
+    bool offsets = h->row_words == 0;
     int64_t n_scales = h->rows * h->n_groups;
     h->codes_off = HEADER_BYTES;
     h->row_off_off = h->codes_off + 8u * (uint64_t)code_words;
-    h->scales_off = h->row_off_off + (mixed ? 8u * (uint64_t)h->rows : 0);
+    h->scales_off = h->row_off_off + (offsets ? 8u * (uint64_t)h->rows : 0);
     h->zeros_off = h->scales_off + 2u * (uint64_t)n_scales;
     h->group_bits_off = h->zeros_off + (h->symmetric ? 0 : 2u * (uint64_t)n_scales);
     h->end_off = h->group_bits_off + (mixed ? (uint64_t)(n_scales + 1) / 2 : 0);
@@ -515,9 +525,9 @@ static void fill_payload(uint8_t *base, const qint_header *h, int bits, const ui
     uint64_t *words = (uint64_t *)(base + h->codes_off), *row_off = (uint64_t *)(base + h->row_off_off);
     int64_t word = 0;
     for (int64_t r = 0; r < h->rows; r++) {
-        if (group_bits) row_off[r] = (uint64_t)word;
+        if (!h->row_words) row_off[r] = (uint64_t)word;
         pack_row(words + word, codes, r, h, bits, group_bits);
-        word += group_bits ? row_words_of(r, h->n_groups, h->group_size, bits, group_bits) : h->row_words;
+        word += h->row_words ? h->row_words : row_words_of(r, h->n_groups, h->group_size, bits, group_bits);
     }
     uint16_t *s16 = (uint16_t *)(base + h->scales_off), *z16 = (uint16_t *)(base + h->zeros_off);
     for (int64_t i = 0; i < n_scales; i++) s16[i] = sb_f32_to_f16(scales[i]);
@@ -539,9 +549,9 @@ int sb_qint_pack(int64_t rows, int64_t cols, int group_size, int bits, const uin
 
     qint_header h = {.rows = rows, .cols = cols, .group_size = group_size, .n_groups = (int32_t)n_groups,
                      .bits = group_bits ? 0 : bits, .symmetric = zeros == NULL};
-    h.row_words = group_bits ? 0 : (cols * bits + 63) / 64;
+    h.row_words = group_bits ? common_row_words(rows, n_groups, group_size, group_bits) : (cols * bits + 63) / 64;
     int64_t code_words = 1; /* the guard word */
-    for (int64_t r = 0; r < rows; r++) code_words += group_bits ? row_words_of(r, n_groups, group_size, bits, group_bits) : h.row_words;
+    for (int64_t r = 0; r < rows; r++) code_words += h.row_words ? h.row_words : row_words_of(r, n_groups, group_size, bits, group_bits);
     plan_layout(&h, code_words, group_bits != NULL);
 
     void *mem = NULL;
