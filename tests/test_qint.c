@@ -6,7 +6,8 @@
  *                  a group size that is not a multiple of 8 (scalar path) and
  *                  mixed per-group widths
  *   products       fused kernels (1, 2, 4 tokens) and decoded tiles (17 tokens)
- *                  against a double-precision product of the decoded weights
+ *                  against a double-precision product of the decoded weights,
+ *                  including the one-token 2/3/4-bit lane kernels on odd shapes
  *   storage        storage_bits against the layout arithmetic; refusals of
  *                  symmetric 1-bit groups, widths 0 / 9, a 1-bit zero beyond f16
  *   rtn fixture    RTN on a 16 x 256 layer equals tests/reference/make_quant_fixtures.py
@@ -203,6 +204,23 @@ static void test_products(sb_pool *pool) {
     layer_free(&b);
     layer_free(&c);
     layer_free(&d);
+    /* The one-token lane kernels (2, 3, 4 bits) take chunks of 32, 32, 16
+     * codes: odd row counts (the 3-bit kernel reads 4 bytes past the last
+     * chunk of the last row), one and several chunks per group, and group
+     * sizes that are multiples of 8 but not of the chunk (generic path). */
+    static const struct { int rows, cols, gs, bits, sym; } lane_cases[] = {
+        {37, 96, 32, 3, 0}, {45, 192, 64, 3, 1}, {7, 32, 32, 3, 0}, {29, 160, 32, 2, 0}, {31, 256, 128, 2, 1},
+        {23, 48, 16, 4, 0}, {13, 80, 16, 4, 1}, {17, 48, 16, 3, 0}, {19, 72, 24, 2, 1}, {11, 40, 8, 3, 0},
+    };
+    for (size_t i = 0; i < sizeof lane_cases / sizeof lane_cases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "%d-bit g%d, %d x %d", lane_cases[i].bits, lane_cases[i].gs, lane_cases[i].rows,
+                 lane_cases[i].cols);
+        layer L = layer_random(lane_cases[i].rows, lane_cases[i].cols, lane_cases[i].gs, lane_cases[i].bits,
+                               lane_cases[i].sym, false, 100 + i);
+        check_products(&L, pool, what);
+        layer_free(&L);
+    }
     test_end();
 }
 
