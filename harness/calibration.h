@@ -124,7 +124,9 @@ int sb_calib_run_block(sb_calib_run *r, sb_linear_stats *stats, int n_stats, sb_
 int sb_calib_advance(sb_calib_run *r, sb_err *err);
 
 /* Hidden states [n_samples][seq_len][d_model]: the current block's
- * inputs, and its outputs from the latest sb_calib_run_block. */
+ * inputs, and its outputs from the latest sb_calib_run_block.  When the
+ * stream is narrower (a sliced model), sample k still starts at
+ * k * seq_len * d_model, its rows packed at the block's width. */
 const float *sb_calib_inputs(const sb_calib_run *r);
 const float *sb_calib_outputs(const sb_calib_run *r);
 

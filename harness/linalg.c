@@ -1,4 +1,5 @@
-/* linalg.c - blocked Cholesky and inverse in float64 over CBLAS. */
+/* linalg.c - blocked Cholesky and inverse in float64 over CBLAS, and a
+ * symmetric eigensolver. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,4 +79,75 @@ int sb_inverse_upper_cholesky(double *a, int n, sb_err *err) {
     if (!rc) memcpy(a, inv, sizeof(double) * (size_t)n * (size_t)n);
     free(inv);
     return rc;
+}
+
+/* ---- symmetric eigendecomposition (cyclic Jacobi) ------------------------ */
+
+/* One Jacobi rotation zeroing a[p][q] of the symmetric n x n matrix a
+ * (row-major), accumulated into the eigenvector columns of v. */
+static void jacobi_rotate(double *a, double *v, int n, int p, int q) {
+    double apq = a[(size_t)p * n + q];
+    double theta = (a[(size_t)q * n + q] - a[(size_t)p * n + p]) / (2 * apq);
+    double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+    double c = 1 / sqrt(t * t + 1), s = t * c;
+    for (int k = 0; k < n; k++) { /* columns: A·J */
+        double akp = a[(size_t)k * n + p], akq = a[(size_t)k * n + q];
+        a[(size_t)k * n + p] = c * akp - s * akq;
+        a[(size_t)k * n + q] = s * akp + c * akq;
+    }
+    for (int k = 0; k < n; k++) { /* rows: Jᵀ·(A·J) */
+        double apk = a[(size_t)p * n + k], aqk = a[(size_t)q * n + k];
+        a[(size_t)p * n + k] = c * apk - s * aqk;
+        a[(size_t)q * n + k] = s * apk + c * aqk;
+    }
+    a[(size_t)p * n + q] = a[(size_t)q * n + p] = 0; /* exact zero, not round-off */
+    for (int k = 0; k < n; k++) {
+        double vkp = v[(size_t)k * n + p], vkq = v[(size_t)k * n + q];
+        v[(size_t)k * n + p] = c * vkp - s * vkq;
+        v[(size_t)k * n + q] = s * vkp + c * vkq;
+    }
+}
+
+static double off_diagonal_sq(const double *a, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) s += a[(size_t)i * n + j] * a[(size_t)i * n + j];
+    return 2 * s;
+}
+
+/* Sorts the eigenpairs by eigenvalue, largest first (selection sort:
+ * O(n²) comparisons and at most n column swaps, nothing next to Jacobi). */
+static void sort_descending(double *q, double *lambda, int n) {
+    for (int i = 0; i < n; i++) {
+        int best = i;
+        for (int j = i + 1; j < n; j++)
+            if (lambda[j] > lambda[best]) best = j;
+        if (best == i) continue;
+        double t = lambda[i];
+        lambda[i] = lambda[best];
+        lambda[best] = t;
+        for (int r = 0; r < n; r++) {
+            t = q[(size_t)r * n + i];
+            q[(size_t)r * n + i] = q[(size_t)r * n + best];
+            q[(size_t)r * n + best] = t;
+        }
+    }
+}
+
+/* a = Q·diag(lambda)·Qᵀ (see linalg.h): cyclic Jacobi,
+ * sweeps until the off-diagonal mass is below 1e-28 of the total (float64
+ * round-off level) or 100 sweeps.  Eigenvectors are q's columns.  Jacobi
+ * is chosen over tridiagonal QR for its simplicity and its high relative
+ * accuracy on small eigenvalues, which the whitening S relies on. */
+void sb_symmetric_eigen(double *a, int n, double *q, double *lambda) {
+    double total = 0;
+    for (int64_t i = 0; i < (int64_t)n * n; i++) total += a[i] * a[i];
+    memset(q, 0, sizeof(double) * (size_t)n * n);
+    for (int i = 0; i < n; i++) q[(size_t)i * n + i] = 1;
+    for (int sweep = 0; sweep < 100 && off_diagonal_sq(a, n) > 1e-28 * total; sweep++)
+        for (int p = 0; p < n; p++)
+            for (int r = p + 1; r < n; r++)
+                if (a[(size_t)p * n + r] != 0) jacobi_rotate(a, q, n, p, r);
+    for (int i = 0; i < n; i++) lambda[i] = a[(size_t)i * n + i];
+    sort_descending(q, lambda, n);
 }

@@ -29,4 +29,10 @@ int sb_cholesky_inverse(const double *l, int n, double *out, sb_err *err);
  * Cholesky again). */
 int sb_inverse_upper_cholesky(double *a, int n, sb_err *err);
 
+/* A = Q·diag(lambda)·Qᵀ for symmetric A (n x n, row-major, destroyed):
+ * eigenvalues to lambda[n] in descending order, eigenvectors to the
+ * columns of q (n x n, row-major).  Cyclic Jacobi in float64 (EoRA's
+ * whitening, SliceGPT's PCA): O(n³) per sweep, a few seconds at n = 768. */
+void sb_symmetric_eigen(double *a, int n, double *q, double *lambda);
+
 #endif
