@@ -564,18 +564,18 @@ static int check_model(const sb_model *m, const sb_slicegpt_opts *o, const sb_ru
     for (int l = 0; l < m->n_layer; l++)
         if (m->blocks[l].post_attn_norm.weight || m->blocks[l].post_mlp_norm.weight)
             return sb_err_set(err, SB_EINPUT,
-                              "slicegpt: %s has norms on the branch outputs (block %d); they do not commute with a "
+                              "%s has norms on the branch outputs (block %d); they do not commute with a "
                               "rotation of the residual stream, so SliceGPT cannot slice it",
                               m->arch, l);
-    if (sb_model_is_sliced(m)) return sb_err_set(err, SB_EINPUT, "slicegpt: the model is already sliced");
+    if (sb_model_is_sliced(m)) return sb_err_set(err, SB_EINPUT, "the model is already sliced");
     if (compressed_before(m, ctx ? ctx->reference : NULL))
         return sb_err_set(err, SB_EINPUT,
-                          "slicegpt: an earlier step changed the block weights; slice first, then compress "
+                          "an earlier step changed the block weights; slice first, then compress "
                           "(e.g. slicegpt+gptq)");
     int d = sb_slicegpt_width(m->d_model, o);
     if (d < 1)
         return sb_err_set(err, SB_EINPUT,
-                          "slicegpt: sparsity=%g leaves no dimension of d_model %d (kept widths are rounded down to a "
+                          "sparsity=%g leaves no dimension of d_model %d (kept widths are rounded down to a "
                           "multiple of round_interval=%d)",
                           o->sparsity, m->d_model, o->round_interval);
     return SB_OK;
