@@ -25,7 +25,7 @@
  * 2. PCA per signal, as rotate.py's pca_calc: C = Σ xxᵀ over calibration
  *    tokens in float64 (sb_linear_stats; its scale is irrelevant),
  *    C += 0.01·mean(diag C)·I, eigenvectors by eigenvalue descending
- *    (sb_symmetric_eigen, Jacobi, float64).
+ *    (sb_symmetric_eigen, float64).
  * 3. Rotate and slice block by block (rotate_and_slice_sequential), each
  *    block seeing calibration inputs from the already-sliced earlier ones:
  *    Q_0 from the embeddings; for block l with input basis Q_in:
@@ -287,9 +287,9 @@ static int pca(const sb_linear_stats *st, basis *out, sb_err *err) {
     for (int64_t i = 0; i < D; i++) mean_diag += c[i * D + i];
     mean_diag /= (double)D;
     for (int64_t i = 0; i < D; i++) c[i * D + i] += 0.01 * mean_diag;
-    sb_symmetric_eigen(c, (int)D, out->q, out->lambda);
+    int rc = sb_symmetric_eigen(c, (int)D, out->lambda, out->q, err);
     free(c);
-    return SB_OK;
+    return rc;
 }
 
 /* Share of the signal energy (Σ xᵀx) the first d directions keep.  The
