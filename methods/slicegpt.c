@@ -47,15 +47,18 @@
  * models already sliced, and block linears already compressed (slice
  * first, then quantize: slicegpt+gptq).
  *
- * Storage: rotated weights are new f32 matrices (a bf16 checkpoint's
- * sliced model is stored in f32); shortcuts are dense f32 linears, counted
- * in the parameters and bits like the others. */
+ * Storage: the rotations are computed in float64 and stored in the
+ * checkpoint's own f16/bf16 when its block linears share one (the authors
+ * keep the model's dtype; dtype=f32 keeps more precision), else f32.
+ * Shortcuts are dense linears of the same format, counted in the
+ * parameters and bits like the others. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blas.h"
 #include "calibration.h"
+#include "half.h"
 #include "linalg.h"
 #include "plugin.h"
 #include "slicegpt.h"
@@ -69,6 +72,7 @@
 typedef struct made_list {
     void **p;
     int n, cap;
+    const sb_format *store; /* the format new weights are stored in: f32, f16 or bf16 */
 } made_list;
 
 static int made_add(made_list *l, void *p, sb_err *err) {
@@ -119,11 +123,22 @@ static float *to_f32(const double *x, int64_t n, sb_err *err) {
     return out;
 }
 
-/* *slot = a new f32 linear W [rows, cols] with bias b [rows] (or none);
- * the old payload and bias are freed if this run made them. */
+/* x in the storage format (f32, or 2-byte f16 / bf16 rounded to nearest even). */
+static void *to_stored(const sb_format *fmt, const double *x, int64_t n, sb_err *err) {
+    if (fmt == &sb_format_f32) return to_f32(x, n, err);
+    uint16_t *out = sb_malloc(err, sizeof(uint16_t) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; out && i < n; i++)
+        out[i] = fmt == &sb_format_f16 ? sb_f32_to_f16((float)x[i]) : sb_f32_to_bf16((float)x[i]);
+    return out;
+}
+
+/* *slot = a new linear W [rows, cols] in the run's storage format, bias b
+ * [rows] (f32, or none); the old payload and bias are freed if this run
+ * made them. */
 static int put_linear(sb_linear *slot, int64_t rows, int64_t cols, const double *w, const double *b, made_list *made,
                       sb_err *err) {
-    float *wf = to_f32(w, rows * cols, err), *bf = b ? to_f32(b, rows, err) : NULL;
+    void *wf = to_stored(made->store, w, rows * cols, err);
+    float *bf = b ? to_f32(b, rows, err) : NULL;
     int rc = wf && (!b || bf) ? made_add(made, wf, err) : SB_EINTERNAL;
     if (!rc) rc = made_add(made, bf, err);
     if (rc) {
@@ -133,7 +148,7 @@ static int put_linear(sb_linear *slot, int64_t rows, int64_t cols, const double 
     }
     made_release(made, slot->owned);
     made_release(made, slot->bias);
-    *slot = (sb_linear){.fmt = &sb_format_f32, .rows = rows, .cols = cols, .data = wf, .owned = wf, .bias = bf};
+    *slot = (sb_linear){.fmt = made->store, .rows = rows, .cols = cols, .data = wf, .owned = wf, .bias = bf};
     return SB_OK;
 }
 
@@ -587,15 +602,30 @@ static int describe_widths(const sb_model *m, const sb_slicegpt_opts *o, int d, 
               cJSON_AddNumberToObject(details, "head_width", (double)m->head.cols) &&
               cJSON_AddNumberToObject(details, "sparsity", o->sparsity) &&
               cJSON_AddNumberToObject(details, "round_interval", o->round_interval) &&
-              cJSON_AddStringToObject(details, "orientation", "pca");
+              cJSON_AddStringToObject(details, "orientation", "pca") &&
+              cJSON_AddStringToObject(details, "storage", m->blocks[0].wq.fmt->name);
     return ok ? SB_OK : sb_err_set(err, SB_EINTERNAL, "out of memory (slicegpt details)");
+}
+
+/* The format the rotated weights are stored in (see sb_slicegpt_opts.dtype). */
+static const sb_format *storage_format(const sb_model *m, const char *dtype) {
+    if (dtype && strcmp(dtype, "f32") == 0) return &sb_format_f32;
+    if (dtype && strcmp(dtype, "f16") == 0) return &sb_format_f16;
+    if (dtype && strcmp(dtype, "bf16") == 0) return &sb_format_bf16;
+    const sb_format *shared = m->blocks[0].wq.fmt;
+    for (int l = 0; l < m->n_layer; l++)
+        for (int i = 0; i < SB_BLOCK_LINEARS; i++) {
+            const sb_linear *w = sb_block_linear(&m->blocks[l], i);
+            if (w->fmt && w->fmt != shared) return &sb_format_f32;
+        }
+    return shared == &sb_format_f16 || shared == &sb_format_bf16 ? shared : &sb_format_f32;
 }
 
 int sb_slicegpt_slice(sb_model *m, const sb_calib_set *set, const sb_slicegpt_opts *o, const sb_run_ctx *ctx,
                       cJSON *details, sb_err *err) {
     int rc = check_model(m, o, ctx, err);
     if (rc) return rc;
-    made_list made = {0};
+    made_list made = {.store = storage_format(m, o->dtype)};
     slicer s;
     rc = slicer_init(&s, m, set, sb_slicegpt_width(m->d_model, o), o->slice_head, &made, err);
     s.blocks = cJSON_CreateArray();
@@ -646,7 +676,7 @@ static int fill_report(const sb_model *m, uint64_t params_before, const sb_calib
 static int slicegpt_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb_method_report *report,
                           sb_err *err) {
     sb_slicegpt_opts o = {sb_param_num(p, "sparsity"), (int)sb_param_num(p, "round_interval"),
-                          sb_param_bool(p, "slice_head")};
+                          sb_param_bool(p, "slice_head"), sb_param_str(p, "dtype")};
     int rc = check_model(m, &o, ctx, err); /* before the calibration text is read */
     if (rc) return rc;
     sb_calib_set set;
@@ -666,6 +696,8 @@ static const sb_param_spec slicegpt_params[] = {
     {"sparsity", SB_PARAM_FLOAT, "0.25", 0, 0.99, NULL, "share of the embedding dimension to delete"},
     {"round_interval", SB_PARAM_INT, "8", 1, 4096, NULL, "kept width rounded down to a multiple of this"},
     {"slice_head", SB_PARAM_BOOL, "false", 1, 0, NULL, "slice the last block's output and the head too"},
+    {"dtype", SB_PARAM_STRING, "auto", 1, 0, "auto|f32|f16|bf16",
+     "storage of the rotated weights; auto: the checkpoint's f16/bf16, else f32"},
     {"data", SB_PARAM_STRING, NULL, 1, 0, NULL, "calibration text file"},
     {"format", SB_PARAM_STRING, "raw", 1, 0, "raw|jsonl", "calibration file format"},
     {"sampling", SB_PARAM_STRING, "windows", 1, 0, "windows|documents",

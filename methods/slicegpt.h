@@ -14,6 +14,9 @@ typedef struct sb_slicegpt_opts {
     double sparsity;     /* share of the embedding dimension to remove, [0, 1) */
     int round_interval;  /* the kept width is rounded down to a multiple of this */
     bool slice_head;     /* slice the last block's output and the head too */
+    const char *dtype;   /* storage of the new weights: "f32", "f16", "bf16", or "auto"/NULL: the
+                            block linears' own f16/bf16 when all share it (the authors keep the
+                            model's dtype), else f32 */
 } sb_slicegpt_opts;
 
 /* The kept width: floor((1 - sparsity) * d_model) rounded down to a

@@ -127,7 +127,7 @@ static bool set_from_json(const cJSON *rows, sb_calib_set *set) {
 
 static int slice(sb_model *m, sb_pool *pool, const sb_calib_set *set, double sparsity, bool slice_head, cJSON *det,
                  sb_err *err) {
-    sb_slicegpt_opts o = {sparsity, 8, slice_head};
+    sb_slicegpt_opts o = {sparsity, 8, slice_head, NULL};
     sb_run_ctx ctx = {.pool = pool};
     return sb_slicegpt_slice(m, set, &o, &ctx, det, err);
 }
@@ -406,6 +406,44 @@ static void test_plugin_and_restore(sb_pool *pool) {
     test_end();
 }
 
+/* A bf16 checkpoint keeps bf16 storage (dtype auto): 16 bits per weight,
+ * and 0% slicing moves the logits by no more than the bf16 rounding of the
+ * rotated weights; dtype=f32 keeps them to float32 precision. */
+static void test_storage(sb_pool *pool) {
+    test_begin("bf16_checkpoint_storage");
+    const char *dtypes[] = {NULL, "f32"};
+    const char *want_fmt[] = {"bf16", "f32"};
+    const double tol[] = {3e-2, DENSE_TOL};
+    for (int i = 0; i < 2; i++) {
+        sb_err err = {0};
+        sb_model *m = NULL;
+        sb_model_snapshot *snap = NULL;
+        sb_calib_set set = {0};
+        int32_t ev[T_EVAL];
+        if (test_expect(load(MODELS "/llama_bf16", &m, &snap, &err) == SB_OK, "load: %s", err.msg) &&
+            fixed_set(m, &set)) {
+            some_tokens(ev, T_EVAL, m->n_vocab, 9);
+            float *dense = logits_of(m, pool, ev, T_EVAL);
+            sb_slicegpt_opts o = {0.0, 8, false, dtypes[i]};
+            sb_run_ctx ctx = {.pool = pool};
+            if (test_expect(sb_slicegpt_slice(m, &set, &o, &ctx, NULL, &err) == SB_OK, "slice: %s", err.msg)) {
+                float *got = logits_of(m, pool, ev, T_EVAL);
+                double rel = dense && got ? rel_diff(got, dense, (long)T_EVAL * m->n_vocab) : INFINITY;
+                printf("  dtype %-4s 0%% slicing: max|sliced - dense| / max|dense| = %.2e\n", want_fmt[i], rel);
+                test_expect(rel <= tol[i], "dtype %s: 0%% slicing moved the logits by %.3g", want_fmt[i], rel);
+                test_expect(strcmp(m->blocks[1].wq.fmt->name, want_fmt[i]) == 0 &&
+                                strcmp(m->blocks[0].attn_shortcut.fmt->name, want_fmt[i]) == 0,
+                            "stored as %s, expected %s", m->blocks[1].wq.fmt->name, want_fmt[i]);
+                free(got);
+            }
+            free(dense);
+        }
+        sb_calib_set_free(&set);
+        unload(m, snap);
+    }
+    test_end();
+}
+
 static void test_refusals(sb_pool *pool) {
     test_begin("refusals");
     sb_err err = {0};
@@ -424,7 +462,7 @@ static void test_refusals(sb_pool *pool) {
     snap = NULL;
     if (test_expect(load(MODELS "/llama", &m, &snap, &err) == SB_OK, "load: %s", err.msg) && fixed_set(m, &set)) {
         err = (sb_err){0};
-        sb_slicegpt_opts o = {0.9, 8, false};
+        sb_slicegpt_opts o = {0.9, 8, false, NULL};
         sb_run_ctx ctx = {.pool = pool};
         int rc = sb_slicegpt_slice(m, &set, &o, &ctx, NULL, &err);
         test_expect(rc == SB_EINPUT && strstr(err.msg, "sparsity=0.9"), "no width left: rc %d, %s", rc, err.msg);
@@ -450,6 +488,7 @@ int main(void) {
     test_decode(MODELS "/phi", false, pool);
     test_decode(MODELS "/llama", true, pool);
     test_plugin_and_restore(pool);
+    test_storage(pool);
     test_refusals(pool);
     sb_pool_free(pool);
     return test_status();
