@@ -38,6 +38,7 @@
 
 extern const sb_method sb_method_slicegpt;
 extern const sb_method sb_method_gptq;
+extern const sb_method sb_method_lorc;
 
 static const double REF_TOL = 1e-4, DENSE_TOL = 1e-4;
 
@@ -359,6 +360,13 @@ static void test_plugin_and_restore(sb_pool *pool) {
                             rep.params_removed == (params > sb_model_param_count(m) ? params - sb_model_param_count(m) : 0),
                         "params before/after/removed do not add up");
             test_expect(rep.bits_per_weight == 32 && rep.real_quant, "bits %g", rep.bits_per_weight);
+            cJSON_Delete(rep.details);
+            /* LoRC compensates the difference to the loaded weights: meaningless once rotated */
+            const char *largs[] = {"rank=4"};
+            err = (sb_err){0};
+            test_expect(apply_method(&sb_method_lorc, m, ref, pool, largs, 1, &rep, &err) == SB_EINPUT &&
+                            strstr(err.msg, "sliced"),
+                        "lorc after slicegpt: %s", err.msg);
             cJSON_Delete(rep.details);
             const char *gargs[] = {"bits=4", "group_size=16", "data=" TASKS "/text.raw", "n_samples=4", "seq_len=32"};
             held sliced;
