@@ -14,7 +14,8 @@
  * shortcut or a norm dividing by the sliced width is off by 1e-2 or more.
  *
  * Invariants: slicing 0% gives the dense logits (1e-4 of max |logit|, the
- * acceptance bound), for all three architectures and a tied-head model;
+ * acceptance bound) for llama, opt, phi, gpt2, qwen2 (q/k/v biases),
+ * mistral (sliding window), a GGUF llama and a tied-head llama;
  * a sliced model decodes token by token through the KV cache to the logits
  * of its full pass; the runner's snapshot restores the dense model bit for
  * bit; slicegpt then gptq works (GPTQ calibrates the narrower linears);
@@ -490,8 +491,9 @@ int main(void) {
     sb_pool *pool = NULL;
     if (sb_pool_new(2, &pool, &err)) return 1;
     test_reference(pool);
-    const char *dense[] = {MODELS "/llama", MODELS "/opt", MODELS "/phi", TASKS "/model"};
-    for (int i = 0; i < 4; i++) test_zero_is_dense(dense[i], pool);
+    const char *dense[] = {MODELS "/llama", MODELS "/opt", MODELS "/phi",    TASKS "/model",
+                           MODELS "/gpt2",  MODELS "/qwen2", MODELS "/mistral", MODELS "/llama.gguf"};
+    for (int i = 0; i < 8; i++) test_zero_is_dense(dense[i], pool);
     test_decode(MODELS "/opt", false, pool);
     test_decode(MODELS "/phi", false, pool);
     test_decode(MODELS "/llama", true, pool);
