@@ -20,6 +20,7 @@ extern const sb_method sb_method_sleb;
 extern const sb_method sb_method_magnitude;
 extern const sb_method sb_method_slim_llm;
 extern const sb_method sb_method_pb_llm;
+extern const sb_method sb_method_slicegpt;
 
 static const sb_method *const builtin_methods[] = {
     &sb_method_dense,
@@ -31,6 +32,7 @@ static const sb_method *const builtin_methods[] = {
     &sb_method_magnitude,
     &sb_method_slim_llm,
     &sb_method_pb_llm,
+    &sb_method_slicegpt,
 };
 
 /* ---- built-in tasks ---- */
