@@ -222,6 +222,8 @@ static int run_blocks(sb_vit *v, sb_err *err) {
         }
         /* capture this block's attention when the next boundary needs it */
         bool want = r && r->wants_attention && keep_count(v, l + 1, T) < T;
+        if (want && !v->heads)
+            return sb_err_set(err, SB_EINTERNAL, "%s was installed after this forward context was made", r->name);
         v->capture_tok = T;
         sb_session_set_attention_observer(v->s, want ? capture : NULL, v);
         sb_session_reset(v->s);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "mapped_file.h"
@@ -156,11 +157,86 @@ static void resize_case(void) {
     test_end();
 }
 
+/* A copy of the vit fixture folder in a temporary directory, with
+ * config.json / preprocessor_config.json text replaced where given. */
+static bool make_variant(char *dir, const char *config, const char *pre) {
+    char path[600], src[600];
+    snprintf(dir, 256, "/tmp/sb_vit_XXXXXX");
+    if (!mkdtemp(dir)) return false;
+    const char *files[] = {"config.json", "preprocessor_config.json", "model.safetensors"};
+    const char *texts[] = {config, pre, NULL};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        snprintf(src, sizeof src, "%s/vit/%s", vit_dir, files[i]);
+        if (texts[i]) {
+            FILE *f = fopen(path, "w");
+            if (!f) return false;
+            fputs(texts[i], f);
+            fclose(f);
+        } else {
+            char *abs = realpath(src, NULL);
+            bool ok = abs && symlink(abs, path) == 0;
+            free(abs);
+            if (!ok) return false;
+        }
+    }
+    return true;
+}
+
+static void remove_variant(const char *dir) {
+    const char *files[] = {"config.json", "preprocessor_config.json", "model.safetensors"};
+    char path[600];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static void expect_refused(const char *config, const char *pre, const char *needle) {
+    char dir[256];
+    if (!test_expect(make_variant(dir, config, pre), "cannot make a temporary folder")) return;
+    sb_model *m = NULL;
+    sb_err err = {0};
+    int rc = sb_model_load(dir, &m, &err);
+    test_expect(rc == SB_EINPUT && strstr(err.msg, needle), "expected SB_EINPUT mentioning '%s', got %d: %s", needle, rc,
+                err.msg);
+    if (!rc) sb_model_free(m);
+    remove_variant(dir);
+}
+
 static void bad_folder_case(void) {
     test_begin("vit_bad_folders");
     sb_model *m = NULL;
     sb_err err = {0};
     test_expect(sb_model_load("tests/reference/vit/no_such_model", &m, &err) == SB_EINPUT, "missing folder");
+    const char *good_pre = "{}";
+    const char *base = "{\"model_type\": \"vit\", \"hidden_size\": 32, \"num_hidden_layers\": 2, "
+                       "\"num_attention_heads\": 4, \"intermediate_size\": 64, \"image_size\": 32, ";
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, "%s\"patch_size\": 7}", base);
+    expect_refused(cfg, good_pre, "whole number of patches");
+    snprintf(cfg, sizeof cfg, "%s\"patch_size\": 8, \"hidden_act\": \"relu\"}", base);
+    expect_refused(cfg, good_pre, "hidden_act");
+    expect_refused("{\"model_type\": \"vit\", \"hidden_size\": 32, \"num_hidden_layers\": 3, \"num_attention_heads\": 4, "
+                   "\"intermediate_size\": 64, \"image_size\": 32, \"patch_size\": 8}",
+                   good_pre, "missing");
+    expect_refused("{\"model_type\": \"vit\", \"hidden_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+                   "\"intermediate_size\": 48, \"image_size\": 32, \"patch_size\": 8}",
+                   good_pre, "shape");
+    snprintf(cfg, sizeof cfg, "%s\"patch_size\": 8}", base);
+    expect_refused(cfg, "{\"resample\": 5}", "resample");
+    expect_refused(cfg, "{\"image_std\": [1, 0, 1]}", "image_std");
+    expect_refused(cfg, "{\"size\": {\"height\": -3}}", "size");
+    expect_refused(cfg, "{\"image_mean\": 3", "preprocessor_config.json");
+    /* the same config with the defaults preprocessor loads */
+    char dir[256];
+    if (test_expect(make_variant(dir, cfg, good_pre), "temporary folder")) {
+        test_expect(sb_model_load(dir, &m, &err) == SB_OK, "defaults: %s", err.msg);
+        if (m) test_expect(m->vision->pre.resize_h == 32 && m->vision->pre.mean[0] == 0.5f, "default preprocessing");
+        sb_model_free(m);
+        remove_variant(dir);
+    }
     test_end();
 }
 
