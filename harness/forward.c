@@ -327,6 +327,8 @@ static void run_block(sb_session *s, int layer, int n_tok, int64_t R) {
 
 static int embed(sb_session *s, const int32_t *tokens, int n_tok, sb_err *err) {
     const sb_model *m = s->m;
+    if (!m->tok_embd.fmt) /* image models embed patches (vit.c), not tokens */
+        return sb_err_set(err, SB_EINPUT, "%s has no token embedding (an image model: use the image tasks)", m->path);
     for (int64_t r = 0; r < (int64_t)s->n_seq * n_tok; r++) {
         int32_t id = tokens[r];
         if (id < 0 || id >= m->n_vocab)

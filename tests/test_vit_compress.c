@@ -19,6 +19,7 @@
 #include "calibration.h"
 #include "check.h"
 #include "mapped_file.h"
+#include "model_snapshot.h"
 #include "registry.h"
 #include "vision.h"
 
@@ -209,6 +210,8 @@ static void method_case(const sb_image_set *set, const char *method, const char 
     if (!test_expect(sb_model_load("tests/reference/vit/vit", &m, &err) == SB_OK, "%s", err.msg)) return test_end();
     float *px = pixels_of(m, &set->images[1]), *dense = dense_logits(m, px);
     sb_method_report rep = {0};
+    sb_model_snapshot *snap = NULL; /* methods leave the originals to the runner's restore */
+    sb_model_snapshot_take(m, &snap, &err);
     if (test_expect(apply(m, method, args, n, &rep, &err) == SB_OK, "%s", err.msg)) {
         float *after = dense_logits(m, px);
         double rel = test_max_abs_diff(after, dense, 5) / test_max_abs(dense, 5);
@@ -217,6 +220,8 @@ static void method_case(const sb_image_set *set, const char *method, const char 
         free(after);
     }
     cJSON_Delete(rep.details);
+    if (snap) sb_model_snapshot_restore(m, snap);
+    sb_model_snapshot_free(snap);
     free(px);
     free(dense);
     sb_model_free(m);
@@ -227,15 +232,19 @@ static void gptq_method_case(void) {
     if (!sb_image_set_load) return test_skip("vit_method_gptq_builtin_shapes", "image loaders not in this build yet");
     const char *args[] = {"data=builtin:shapes", "n_samples=8", "bits=4", "group_size=0"};
     test_begin("vit_method_gptq_builtin_shapes");
-    sb_model *m;
+    sb_model *m = NULL;
     sb_err err = {0};
     sb_method_report rep = {0};
-    if (test_expect(sb_model_load("tests/reference/vit/vit", &m, &err) == SB_OK, "%s", err.msg)) {
+    sb_model_snapshot *snap = NULL;
+    if (test_expect(sb_model_load("tests/reference/vit/vit", &m, &err) == SB_OK, "%s", err.msg) &&
+        test_expect(sb_model_snapshot_take(m, &snap, &err) == SB_OK, "%s", err.msg)) {
         test_expect(apply(m, "gptq", args, 4, &rep, &err) == SB_OK, "%s", err.msg);
         test_expect(rep.bits_per_weight > 4 && rep.bits_per_weight < 5, "bits %g", rep.bits_per_weight);
         cJSON_Delete(rep.details);
-        sb_model_free(m);
+        sb_model_snapshot_restore(m, snap);
     }
+    sb_model_snapshot_free(snap);
+    sb_model_free(m);
     test_end();
 }
 
