@@ -16,11 +16,6 @@
 #include "hash.h"
 #include "vision.h"
 
-/* datasets/image_*.c (the loaders) are another piece of the project; until
- * they are linked in, image calibration says so instead of failing to link. */
-#pragma weak sb_image_set_load
-#pragma weak sb_image_set_free
-
 /* order[0..k) = the first k draws of a seeded partial Fisher-Yates shuffle of 0..n-1. */
 static int draw_order(int n, int k, uint64_t seed, int *order, sb_err *err) {
     int *all = sb_malloc(err, sizeof(int) * (size_t)n);
@@ -94,7 +89,6 @@ int sb_calib_from_images(const sb_model *m, const sb_image_set *images, const sb
 int sb_calib_draw_images(const sb_model *m, const sb_calib_config *cfg, sb_calib_set *out, sb_err *err) {
     memset(out, 0, sizeof *out);
     if (!cfg->path || !*cfg->path) return sb_err_set(err, SB_EINPUT, "image calibration needs data=PATH (an image set)");
-    if (!sb_image_set_load) return sb_err_set(err, SB_EINPUT, "image calibration: this build has no image loaders");
     sb_image_set *set = NULL;
     int rc = sb_image_set_load(cfg->path, 0, &set, err);
     if (!rc) rc = sb_calib_from_images(m, set, cfg, out, err);

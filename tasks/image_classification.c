@@ -19,11 +19,6 @@
 #include "measure.h"
 #include "vision.h"
 
-/* datasets/image_*.c (the loaders) are another piece of the project; until
- * they are linked in, the task says so instead of failing to link. */
-#pragma weak sb_image_set_load
-#pragma weak sb_image_set_free
-
 /* ---- labels ------------------------------------------------------------ */
 
 /* map[dataset class] = model label index. */
@@ -213,7 +208,6 @@ static int imgcls_run(const sb_model *m, const sb_params *p, const sb_run_ctx *c
     const char *path = sb_param_str(p, "dataset");
     sb_imgcls_opts o = {.batch = (int)sb_param_num(p, "batch"), .top_k = (int)sb_param_num(p, "top_k")};
     if (!*path) return sb_err_set(err, SB_EINPUT, "image-classification: --dataset PATH is required");
-    if (!sb_image_set_load) return sb_err_set(err, SB_EINPUT, "image-classification: this build has no image loaders");
     sb_image_set *set = NULL;
     int rc = sb_image_set_load(path, (int)sb_param_num(p, "limit"), &set, err);
     if (!rc) {

@@ -8,7 +8,7 @@
  *   rounding with the same 3-bit grid, summed over the model;
  * - RTN (8-bit) and magnitude pruning applied through the registry: the
  *   classifier still runs, 8-bit logits stay within 2% of dense;
- * - gptq as a method with data=builtin:shapes once image loaders exist. */
+ * - gptq as a method with data=builtin:shapes (the built-in image set). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +22,6 @@
 #include "model_snapshot.h"
 #include "registry.h"
 #include "vision.h"
-
-#pragma weak sb_image_set_load
 
 enum { N_IMG = 5, H = 45, W = 53 };
 static char *names[] = {"class_a", "class_b", "class_c", "class_d", "class_e"};
@@ -229,7 +227,6 @@ static void method_case(const sb_image_set *set, const char *method, const char 
 }
 
 static void gptq_method_case(void) {
-    if (!sb_image_set_load) return test_skip("vit_method_gptq_builtin_shapes", "image loaders not in this build yet");
     const char *args[] = {"data=builtin:shapes", "n_samples=8", "bits=4", "group_size=0"};
     test_begin("vit_method_gptq_builtin_shapes");
     sb_model *m = NULL;

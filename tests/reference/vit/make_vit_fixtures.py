@@ -5,7 +5,7 @@ Run from the repository root:
 
     python3 tests/reference/vit/make_vit_fixtures.py
 
-For each model (vit, deit, vit_bicubic_crop) writes tests/reference/vit/<name>/ with
+For each model (vit, vit_bicubic_crop, deit, vit_shapes) writes tests/reference/vit/<name>/ with
 config.json, model.safetensors, preprocessor_config.json (what
 save_pretrained writes) and:
   image.rgb        the test image: raw HWC uint8 bytes (size in reference.json)
@@ -150,6 +150,26 @@ def main():
     p = DeiTImageProcessor(size={"height": 36, "width": 36}, resample=PIL.Image.BICUBIC, do_center_crop=True,
                            crop_size={"height": 32, "width": 32})
     save("deit", m, p, test_image(6, 61, 50), "DeiTForImageClassification; bicubic 61x50 -> 36x36, crop 32")
+    shapes_model()
+
+
+SHAPES = ["circle", "square", "triangle", "ring", "dots", "hstripes", "vstripes", "checkerboard", "cross",
+          "gradient"]  # datasets/image_synth.c's builtin:shapes classes, in label order
+
+
+def shapes_model():
+    """A random (untrained) ViT whose id2label names builtin:shapes' classes, so the
+    image-classification task runs end to end on the built-in set in the CLI tests."""
+    n = len(SHAPES)
+    id2label = {i: c for i, c in enumerate(SHAPES)}
+    cfg = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=4, intermediate_size=64, num_labels=n, id2label=id2label,
+                    label2id={c: i for i, c in id2label.items()})
+    torch.manual_seed(0)
+    m = ViTForImageClassification(cfg)
+    reinit_(m, 7)
+    p = ViTImageProcessor(size={"height": 32, "width": 32}, resample=PIL.Image.BILINEAR)
+    save("vit_shapes", m, p, test_image(8, 32, 32), "random ViT labelled with builtin:shapes' classes; 32x32 input, no resize")
 
 
 if __name__ == "__main__":
