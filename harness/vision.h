@@ -119,7 +119,9 @@ int sb_vit_embed(sb_vit *v, const float *pixels, float *x, sb_err *err);
 /* Floating-point operations of the latest classify per image (2 per
  * multiply-add), counted from the token counts each block actually ran
  * with: linears, attention scores and weighted sums, patch embedding,
- * head and any reducer probe. Element-wise work is not counted. */
+ * head and any reducer probe. Element-wise work is not counted, nor a
+ * reducer's own selection (sorting, Zero-TPrune's PageRank: iterations x
+ * T^2 per boundary, small against a block's T x d^2 terms). */
 double sb_vit_last_flops(const sb_vit *v);
 /* Tokens entering each block in the latest classify: counts[n_layer]. */
 const int *sb_vit_last_tokens(const sb_vit *v);

@@ -167,6 +167,39 @@ static void pyramid_case(const char *model) {
     test_end();
 }
 
+/* A batch of two different images gives each image's own reduced logits:
+ * every image keeps its own tokens. */
+static void batch_case(const char *method, const char *arg, sb_pool *pool) {
+    char name[96];
+    snprintf(name, sizeof name, "token_reduce_%s_batch_of_two", method);
+    test_begin(name);
+    sb_model *m;
+    sb_err err = {0};
+    if (!test_expect(sb_model_load("tests/reference/vit/deit", &m, &err) == SB_OK, "%s", err.msg)) return test_end();
+    const char *args[] = {arg, "layers=1,2"};
+    int S = m->vision->image_size, L = m->vision->n_labels;
+    int64_t n = 3 * (int64_t)S * S;
+    float *one = test_pixels(m), *two = malloc(sizeof(float) * (size_t)(2 * n)), both[16], a[8], b[8];
+    for (int64_t i = 0; i < n; i++) {
+        two[i] = one[n - 1 - i];
+        two[n + i] = one[i];
+    }
+    sb_vit *v2 = NULL;
+    if (test_expect(apply(m, method, args, 2, &err) == SB_OK, "%s", err.msg) &&
+        test_expect(sb_vit_new(m, pool, 2, &v2, &err) == SB_OK, "%s", err.msg) &&
+        test_expect(sb_vit_classify(v2, two, both, &err) == SB_OK, "%s", err.msg) && classify(m, pool, two, a, NULL, NULL) &&
+        classify(m, pool, two + n, b, NULL, NULL)) {
+        test_expect(test_max_abs_diff(both, a, L) <= 1e-5 * test_max_abs(a, L), "image 0 differs in the batch");
+        test_expect(test_max_abs_diff(both + L, b, L) <= 1e-5 * test_max_abs(b, L), "image 1 differs in the batch");
+        test_expect(test_max_abs_diff(a, b, L) > 1e-4, "two different images gave the same logits");
+    }
+    sb_vit_free(v2);
+    free(one);
+    free(two);
+    sb_model_free(m);
+    test_end();
+}
+
 /* ---- Zero-TPrune's stages on a hand-made graph ---------------------------- */
 
 static void zero_tprune_graph_case(void) {
@@ -236,6 +269,8 @@ int main(void) {
     identity_case("deit", "zero-tprune", "ratio=1", pool);
     pyramid_case("vit");
     pyramid_case("deit");
+    batch_case("pyramid-drop", "lambda=0.5", pool);
+    batch_case("zero-tprune", "ratio=0.5", pool);
     zero_tprune_graph_case();
     refusal_case();
     sb_pool_free(pool);

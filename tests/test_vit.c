@@ -8,6 +8,7 @@
  * logits within 1e-4 relative (to max |logit|); a batch of two images
  * gives each image's single-image logits; bad folders fail with SB_EINPUT. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,88 @@ static void resize_case(void) {
     test_end();
 }
 
+/* ---- bidirectional attention in both engine paths against plain loops ---- */
+
+static void ref_norm(const sb_norm *n, float eps, const float *x, float *y, int d) {
+    double mean = 0, sq = 0;
+    for (int i = 0; i < d; i++) mean += x[i];
+    mean /= d;
+    for (int i = 0; i < d; i++) sq += (x[i] - mean) * (x[i] - mean);
+    for (int i = 0; i < d; i++) y[i] = (float)((x[i] - mean) / sqrt(sq / d + eps) * n->weight[i] + n->bias[i]);
+}
+
+static void ref_linear(const sb_linear *w, const float *x, float *y) {
+    const float *W = w->data;
+    for (int64_t r = 0; r < w->rows; r++) {
+        double acc = w->bias ? w->bias[r] : 0;
+        for (int64_t c = 0; c < w->cols; c++) acc += (double)W[r * w->cols + c] * x[c];
+        y[r] = (float)acc;
+    }
+}
+
+/* One pre-norm ViT block over T tokens, every query seeing every key. */
+static void ref_block(const sb_model *m, const sb_block *b, const float *x, int T, float *out) {
+    int d = m->d_model, nh = b->n_head, hd = b->head_dim, ff = (int)b->w_up.rows;
+    float *h = malloc(sizeof(float) * (size_t)T * d), *q = malloc(sizeof(float) * (size_t)T * d);
+    float *k = malloc(sizeof(float) * (size_t)T * d), *v = malloc(sizeof(float) * (size_t)T * d);
+    float *att = calloc((size_t)T * d, sizeof(float)), *o = malloc(sizeof(float) * (size_t)d), *u = malloc(sizeof(float) * (size_t)ff);
+    for (int t = 0; t < T; t++) {
+        ref_norm(&b->attn_norm, m->norm_eps, x + t * d, h + t * d, d);
+        ref_linear(&b->wq, h + t * d, q + t * d);
+        ref_linear(&b->wk, h + t * d, k + t * d);
+        ref_linear(&b->wv, h + t * d, v + t * d);
+    }
+    for (int t = 0; t < T; t++)
+        for (int hh = 0; hh < nh; hh++) {
+            double p[64], mx = -1e300, sum = 0;
+            for (int j = 0; j < T; j++) {
+                double dot = 0;
+                for (int i = 0; i < hd; i++) dot += (double)q[t * d + hh * hd + i] * k[j * d + hh * hd + i];
+                p[j] = dot * m->attn_scale;
+                mx = p[j] > mx ? p[j] : mx;
+            }
+            for (int j = 0; j < T; j++) sum += p[j] = exp(p[j] - mx);
+            for (int j = 0; j < T; j++)
+                for (int i = 0; i < hd; i++) att[t * d + hh * hd + i] += (float)(p[j] / sum * v[j * d + hh * hd + i]);
+        }
+    for (int t = 0; t < T; t++) {
+        ref_linear(&b->wo, att + t * d, o);
+        for (int i = 0; i < d; i++) out[t * d + i] = x[t * d + i] + o[i];
+        ref_norm(&b->mlp_norm, m->norm_eps, out + t * d, h, d);
+        ref_linear(&b->w_up, h, u);
+        for (int i = 0; i < ff; i++) u[i] = (float)(0.5 * u[i] * (1 + erf(u[i] / sqrt(2.0))));
+        ref_linear(&b->w_down, u, o);
+        for (int i = 0; i < d; i++) out[t * d + i] += o[i];
+    }
+    free(h), free(q), free(k), free(v), free(att), free(o), free(u);
+}
+
+static void bidirectional_case(sb_pool *pool) {
+    test_begin("vit_bidirectional_attention_paths");
+    sb_model *m;
+    sb_err err = {0};
+    if (!test_expect(sb_model_load("tests/reference/vit/vit", &m, &err) == SB_OK, "%s", err.msg)) return test_end();
+    int d = m->d_model;
+    const int counts[] = {1, 3, 4, 5, 9}; /* up to 4: the dot-product path; more: the GEMM path */
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        int T = counts[c];
+        float *x = malloc(sizeof(float) * (size_t)T * d), *y = malloc(sizeof(float) * (size_t)T * d);
+        float *r = malloc(sizeof(float) * (size_t)T * d);
+        for (int i = 0; i < T * d; i++) x[i] = sinf(0.7f * i + T);
+        sb_session *s;
+        if (test_expect(sb_session_new(m, pool, 1, T, T, &s, &err) == SB_OK, "%s", err.msg)) {
+            sb_session_forward_blocks(s, x, T, 0, 1, y, &err);
+            ref_block(m, &m->blocks[0], x, T, r);
+            double diff = test_max_abs_diff(y, r, (long)T * d), scale = test_max_abs(r, (long)T * d);
+            test_expect(diff <= 1e-5 * scale, "%d tokens: block differs from plain loops by %g", T, diff);
+            sb_session_free(s);
+        }
+        free(x), free(y), free(r);
+    }
+    sb_model_free(m);
+    test_end();
+}
+
 /* A copy of the vit fixture folder in a temporary directory, with
  * config.json / preprocessor_config.json text replaced where given. */
 static bool make_variant(char *dir, const char *config, const char *pre) {
@@ -245,6 +328,7 @@ int main(void) {
     sb_err err = {0};
     if (sb_pool_new(2, &pool, &err)) return 1;
     resize_case();
+    bidirectional_case(pool);
     parity_case("vit", pool);
     parity_case("vit_bicubic_crop", pool);
     parity_case("deit", pool);
