@@ -178,6 +178,7 @@ int sb_calib_draw(const sb_tokenizer *tok, const sb_calib_config *cfg, sb_calib_
 
 void sb_calib_set_free(sb_calib_set *set) {
     free(set->tokens);
+    free(set->hidden);
     free(set->path);
     memset(set, 0, sizeof *set);
 }
@@ -281,6 +282,10 @@ static void observe(void *user, int layer, const sb_linear *w, const float *x, i
 }
 
 static int embed_all(sb_calib_run *r, sb_err *err) {
+    if (r->set->hidden) { /* image samples arrive already embedded */
+        memcpy(r->in, r->set->hidden, sizeof(float) * (size_t)(r->set->n_samples * sample_floats(r)));
+        return SB_OK;
+    }
     for (int k = 0; k < r->set->n_samples; k++) {
         const int32_t *tokens = r->set->tokens + (int64_t)k * r->set->seq_len;
         int rc = sb_session_embed(r->session, tokens, r->set->seq_len, r->in + k * sample_floats(r), err);

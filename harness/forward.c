@@ -36,6 +36,8 @@ struct sb_session {
     sb_matmul_ctx mm;
     sb_linear_observer observer; /* sees the input of every block linear, or NULL */
     void *observer_user;
+    sb_attention_observer attn_observer; /* sees every attention row after softmax, or NULL */
+    void *attn_observer_user;
 };
 
 /* ---- element-wise helpers run in the pool over rows ---------------------- */
@@ -159,8 +161,16 @@ static void rope_task(void *arg, int task, int worker) {
 
 /* ---- attention ----------------------------------------------------------- */
 
-/* Key positions a query at position p may see: [lo, p]. */
+/* Key positions a query at position p may see: [lo, p] when causal; an
+ * encoder (bidirectional) sees every position of the call, [0, end). */
 static int first_visible(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
+static int last_visible(const sb_session *s, int p, int n_tok) { return s->m->bidirectional ? s->n_past + n_tok - 1 : p; }
+
+/* The capture hook: hands one softmaxed row to the attention observer. */
+static void capture_row(const sb_session *s, int layer, int seq, int head, int t, const float *probs, int key0,
+                        int n_keys) {
+    if (s->attn_observer) s->attn_observer(s->attn_observer_user, layer, seq, head, t, probs, key0, n_keys);
+}
 
 static float cap_score(float v, float cap) { return cap > 0 ? cap * tanhf(v / cap) : v; }
 
@@ -178,23 +188,25 @@ static void attn_dot_task(void *arg, int task, int worker) {
     int hd = b->head_dim, nh = b->n_head, kvd = b->n_kv_head * hd;
     int t = task % j->n_tok, h = (task / j->n_tok) % nh, seq = task / (j->n_tok * nh);
     int kvh = h / (nh / b->n_kv_head);
-    int p = s->n_past + t, lo = first_visible(p, b->sliding_window);
+    int p = s->n_past + t, lo = first_visible(p, b->sliding_window), hi = last_visible(s, p, j->n_tok);
     int64_t row = (int64_t)seq * j->n_tok + t;
     const float *q = s->q + row * nh * hd + h * hd;
     const float *K = s->k_cache[j->layer] + (int64_t)seq * s->max_ctx * kvd + kvh * hd;
     const float *V = s->v_cache[j->layer] + (int64_t)seq * s->max_ctx * kvd + kvh * hd;
     float *sc = s->scores + (int64_t)worker * s->max_ctx;
-    for (int k = lo; k <= p; k++) sc[k - lo] = cap_score(sb_vec_dot(q, K + (int64_t)k * kvd, hd) * s->m->attn_scale, s->m->attn_softcap);
-    sb_vec_softmax(sc, p - lo + 1);
+    for (int k = lo; k <= hi; k++) sc[k - lo] = cap_score(sb_vec_dot(q, K + (int64_t)k * kvd, hd) * s->m->attn_scale, s->m->attn_softcap);
+    sb_vec_softmax(sc, hi - lo + 1);
+    capture_row(s, j->layer, seq, h, t, sc, lo, hi - lo + 1);
     float *out = s->att + row * nh * hd + h * hd;
     memset(out, 0, sizeof(float) * (size_t)hd);
-    for (int k = lo; k <= p; k++) sb_vec_axpy(out, sc[k - lo], V + (int64_t)k * kvd, hd);
+    for (int k = lo; k <= hi; k++) sb_vec_axpy(out, sc[k - lo], V + (int64_t)k * kvd, hd);
 }
 
 /* Row i of scores (query position p0 + i) over keys [key_lo, key_lo + n_keys):
  * scale, cap, mask what the query may not see, softmax. */
-static void softmax_scores_row(const sb_session *s, const sb_block *b, float *row, int n_keys, int key_lo, int p) {
-    int lo = first_visible(p, b->sliding_window) - key_lo, hi = p - key_lo; /* visible columns [lo, hi] */
+static void softmax_scores_row(const sb_session *s, const sb_block *b, float *row, int n_keys, int key_lo, int p,
+                               int n_tok) {
+    int lo = first_visible(p, b->sliding_window) - key_lo, hi = last_visible(s, p, n_tok) - key_lo; /* visible [lo, hi] */
     for (int k = 0; k < lo; k++) row[k] = 0;
     for (int k = lo; k <= hi; k++) row[k] = cap_score(row[k] * s->m->attn_scale, s->m->attn_softcap);
     sb_vec_softmax(row + lo, hi - lo + 1);
@@ -213,7 +225,7 @@ static void attn_gemm_task(void *arg, int task, int worker) {
     int blk = task % n_blocks, h = (task / n_blocks) % nh, seq = task / (n_blocks * nh);
     int kvh = h / (nh / b->n_kv_head);
     int t0 = blk * QUERY_BLOCK, nq = j->n_tok - t0 < QUERY_BLOCK ? j->n_tok - t0 : QUERY_BLOCK;
-    int p0 = s->n_past + t0, p1 = p0 + nq - 1;
+    int p0 = s->n_past + t0, p1 = last_visible(s, p0 + nq - 1, j->n_tok);
     int lo = first_visible(p0, b->sliding_window), n_keys = p1 - lo + 1;
     const float *K = s->k_cache[j->layer] + ((int64_t)seq * s->max_ctx + lo) * kvd + kvh * hd;
     const float *V = s->v_cache[j->layer] + ((int64_t)seq * s->max_ctx + lo) * kvd + kvh * hd;
@@ -221,7 +233,10 @@ static void attn_gemm_task(void *arg, int task, int worker) {
     float *scores = s->scores + (int64_t)worker * QUERY_BLOCK * s->max_ctx;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n_keys, hd, 1.0f, s->q + row0 * nh * hd + h * hd, nh * hd,
                 K, kvd, 0.0f, scores, n_keys);
-    for (int i = 0; i < nq; i++) softmax_scores_row(s, b, scores + (int64_t)i * n_keys, n_keys, lo, p0 + i);
+    for (int i = 0; i < nq; i++) {
+        softmax_scores_row(s, b, scores + (int64_t)i * n_keys, n_keys, lo, p0 + i, j->n_tok);
+        capture_row(s, j->layer, seq, h, t0 + i, scores + (int64_t)i * n_keys, lo, n_keys);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, n_keys, 1.0f, scores, n_keys, V, kvd, 0.0f,
                 s->att + row0 * nh * hd + h * hd, nh * hd);
 }
@@ -328,6 +343,8 @@ static void run_block(sb_session *s, int layer, int n_tok, int64_t R) {
 
 static int embed(sb_session *s, const int32_t *tokens, int n_tok, sb_err *err) {
     const sb_model *m = s->m;
+    if (!m->tok_embd.fmt) /* image models embed patches (vit.c), not tokens */
+        return sb_err_set(err, SB_EINPUT, "%s has no token embedding (an image model: use the image tasks)", m->path);
     int64_t d = sb_model_embed_width(m);
     for (int64_t r = 0; r < (int64_t)s->n_seq * n_tok; r++) {
         int32_t id = tokens[r];
@@ -433,6 +450,11 @@ int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logi
 void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user) {
     s->observer = fn;
     s->observer_user = user;
+}
+
+void sb_session_set_attention_observer(sb_session *s, sb_attention_observer fn, void *user) {
+    s->attn_observer = fn;
+    s->attn_observer_user = user;
 }
 
 /* ---- session lifetime ---------------------------------------------------- */

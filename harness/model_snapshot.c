@@ -86,6 +86,7 @@ int sb_model_snapshot_take(const sb_model *m, sb_model_snapshot **out, sb_err *e
     if (!rc) rc = save_norm(s, &m->final_norm, m->head.cols, err);
     if (!rc) rc = push_owned(s, m->pos_embd, err);
     if (!rc) rc = push_owned(s, m->rope_tables, err);
+    if (!rc) rc = push_owned(s, m->reducer, err);
     if (rc) {
         sb_model_snapshot_free(s);
         return rc;
@@ -149,6 +150,7 @@ void sb_model_snapshot_restore(sb_model *m, const sb_model_snapshot *s) {
         free_new(s, m->pos_embd, freed, &n_freed);
         free_new(s, m->rope_tables, freed, &n_freed);
         free_new(s, m->blocks, freed, &n_freed);
+        free_new(s, m->reducer, freed, &n_freed); /* a token reducer is one malloc'd block */
         free(freed);
     }
     *m = s->model;
