@@ -70,6 +70,10 @@ typedef struct sb_model {
     sb_mapped_file *files;             /* mappings the weights point into */
     int n_files;
     struct sb_tokenizer *tokenizer;    /* NULL when the checkpoint carries none */
+    /* The model's weights on a CUDA device (backend_cuda.h), or NULL.  Set
+     * by the runner only while a task runs on the CUDA backend: while it is
+     * set, sb_session_new makes sessions that run there. Never owned here. */
+    struct sb_cuda_model *device;
 } sb_model;
 
 /* Loads a Hugging Face folder (config.json + safetensors) or a .gguf file. */
