@@ -24,7 +24,7 @@ static const command commands[] = {
     {"data", sb_cmd_data, "data (corpus --out DIR [--stories N] | mc --out DIR [--n N] | bpe --input F --vocab N --out DIR) [--seed S]"},
     {"train", sb_cmd_train, "train --config F.json --data FILE --tokenizer DIR_OR_JSON --out DIR [--valid FILE] [--dtype f32|bf16]"},
     {"merge", sb_cmd_merge, "merge OUT_DIR DIR...           join shard results, one record per run id"},
-    {"bench", sb_cmd_bench, "bench [--seq N] [--layers N] ...  engine speed against GEMM peak and memory bandwidth"},
+    {"bench", sb_cmd_bench, "bench [--backend cpu|cuda[:N]] [--seq N] [--layers N] ...  engine speed against GEMM peak and memory bandwidth"},
 };
 
 static void usage(FILE *out) {
