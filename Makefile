@@ -16,7 +16,7 @@ ARCH     ?= -march=native
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 
 CFLAGS   = -std=c11 -O2 $(ARCH) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iharness -Idatasets
-LDLIBS   = -lcjson -lcsv -lm -lpthread -ldl
+LDLIBS   = -lcjson -lcsv -lpng -lm -lpthread -ldl
 
 ifeq ($(BLAS),openblas)
   CFLAGS += $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/$(MULTIARCH)/openblas-pthread)

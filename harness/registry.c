@@ -36,11 +36,13 @@ extern const sb_task sb_task_speed;
 extern const sb_task sb_task_perplexity;
 extern const sb_task sb_task_kld;
 extern const sb_task sb_task_mc;
+extern const sb_task sb_task_image_quality;
 static const sb_task *const builtin_tasks[] = {
     &sb_task_speed,
     &sb_task_perplexity,
     &sb_task_kld,
     &sb_task_mc,
+    &sb_task_image_quality,
 };
 
 const sb_named sb_registry_archs[] = {
