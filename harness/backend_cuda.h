@@ -11,10 +11,12 @@
  * tasks run on the device through the ordinary sb_session_* calls.
  *
  * Weights on the device: f32, f16 and bf16 stay in their dtype (16-bit ones
- * multiply as 16-bit inputs with f32 accumulation in cuBLAS); qint payloads
- * are copied as they are, bit-packed, and read by device kernels (decode
- * tiles + GEMM for many rows, a fused GEMV for up to 4 rows); every other
- * format (sparse, low-rank, ...) is decoded to f32 rows once, at upload.
+ * multiply as 16-bit inputs with f32 accumulation in cuBLAS); qint (uniform
+ * or mixed widths), csr and n:m payloads are copied as they are and read by
+ * device kernels (decode tiles + GEMM for many rows, a fused GEMV for up to
+ * 4 rows); a low-rank add-on keeps W_c in its own device form plus f32
+ * factors (two thin GEMMs); any other format (GGUF's quants, ...) is
+ * decoded to f32 rows once, at upload, and counted as such.
  * Activations, norms, the KV cache and attention are f32. */
 #ifndef SB_BACKEND_CUDA_H
 #define SB_BACKEND_CUDA_H

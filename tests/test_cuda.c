@@ -9,8 +9,8 @@
  *     16-bit inputs on the device);
  *   - one token at a time through the device KV cache matches the device's
  *     full pass, and a batch of two sequences matches single passes;
- * then packed formats (qint from RTN uniform and 3-bit, 2:4 sparse, low-rank
- * add-on) through both the decoded-tile GEMM (many rows) and the fused GEMV
+ * then packed formats (qint from RTN at 3, 4 and 8 bits, qint with mixed
+ * widths per group, 2:4 and CSR sparse, a low-rank add-on over qint) through both the decoded-tile GEMM (many rows) and the fused GEMV
  * (one row); the perplexity task on the built-in model within 0.1% of the
  * CPU's; device out-of-memory as a clear error after which the device still
  * works; and the allocator's figures. */
@@ -409,12 +409,14 @@ int main(void) {
     static const char *const rtn3[] = {"bits=3", "group_size=32", "symmetric=true"};
     static const char *const rtn8[] = {"bits=8", "group_size=32"};
     static const char *const sparse[] = {"pattern=n:m", "n=2", "m=4"};
+    static const char *const csr[] = {"sparsity=0.6", "format=csr"};
     static const char *const lorc[] = {"rank=4"};
     step none = {NULL, NULL, 0};
     format_case(&e, "cuda_format_qint4_asym", (step){"rtn", rtn4, 2}, none);
     format_case(&e, "cuda_format_qint3_sym", (step){"rtn", rtn3, 3}, none);
     format_case(&e, "cuda_format_qint8", (step){"rtn", rtn8, 2}, none);
     format_case(&e, "cuda_format_sparse_2_4", (step){"magnitude", sparse, 3}, none);
+    format_case(&e, "cuda_format_sparse_csr", (step){"magnitude", csr, 2}, none);
     format_case(&e, "cuda_format_qint4_lowrank", (step){"rtn", rtn4, 2}, (step){"lorc", lorc, 1});
     mixed_qint_case(&e);
     perplexity_case(&e);

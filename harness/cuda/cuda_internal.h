@@ -14,7 +14,9 @@
 /* The harness's C headers, with C linkage for this C++ code. */
 extern "C" {
 #include "error.h"
+#include "format_lowrank.h"
 #include "format_qint.h"
+#include "format_sparse.h"
 #include "forward.h"
 #include "measure.h"
 #include "model.h"
@@ -43,16 +45,21 @@ int cuda_upload(sb_cuda_ctx *c, void **dst, const void *src, size_t bytes, const
 
 /* ---- weights on the device -------------------------------------------------- */
 
-typedef enum { DW_F32, DW_F16, DW_BF16, DW_QINT } dev_weight_kind;
+typedef enum { DW_F32, DW_F16, DW_BF16, DW_QINT, DW_SPARSE, DW_LOWRANK } dev_weight_kind;
 
 typedef struct dev_linear {
     dev_weight_kind kind;
     int64_t rows, cols;
-    void *w;            /* dense [rows, cols] of the kind's dtype, or the qint payload */
+    void *w;            /* dense [rows, cols] of the kind's dtype, or the qint / sparse payload */
     size_t w_bytes;
     bool shares_w;      /* w belongs to another dev_linear (a tied head) */
     float *bias;        /* [rows] or NULL */
     sb_qint_layout q;   /* DW_QINT */
+    sb_sparse_layout sp; /* DW_SPARSE (csr or n:m) */
+    /* DW_LOWRANK: W_c + B·A, W_c in its own device form, B [rows, rank] and A [rank, cols] f32 */
+    struct dev_linear *inner;
+    float *A, *B;
+    int rank;
 } dev_linear;
 
 typedef struct dev_norm {
@@ -74,7 +81,8 @@ struct sb_cuda_model {
     dev_norm final_norm;
     int64_t bytes;
     int decoded_linears;
-    int64_t max_qint_elems; /* largest rows * cols of a qint linear: the decode tile */
+    int64_t max_tile_elems; /* largest rows * cols of a qint or sparse linear: the decode tile */
+    int max_rank;           /* largest rank of a low-rank add-on: its scratch */
 };
 
 /* y[R, rows] = x[R, cols]·Wᵀ + b on the device. half_x: scratch of R * cols
@@ -82,8 +90,9 @@ struct sb_cuda_model {
  * floats for qint decoding. */
 typedef struct gemm_scratch {
     void *half_x;
-    float *tile;
+    float *tile;        /* decoded rows of a qint or sparse weight */
     int64_t tile_elems;
+    float *lowrank_t;   /* [R, max_rank]: x·Aᵀ of a low-rank add-on */
 } gemm_scratch;
 
 int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y,
@@ -125,6 +134,9 @@ int k_qint_decode(const dev_linear *w, int64_t row0, int64_t n_rows, float *tile
 enum { QINT_GEMV_MAX_ROWS = 4 };
 /* y[R, rows] = x[R, cols]·Wᵀ for R <= QINT_GEMV_MAX_ROWS, straight from the packed codes. */
 int k_qint_gemv(const dev_linear *w, const float *x, int R, float *y, sb_err *err);
+/* The same two for csr and n:m payloads (layout in format_sparse.h). */
+int k_sparse_decode(const dev_linear *w, int64_t row0, int64_t n_rows, float *tile, sb_err *err);
+int k_sparse_gemv(const dev_linear *w, const float *x, int R, float *y, sb_err *err);
 
 #define CUDA_OK(call, err) cuda_ok((call), __FILE__, __LINE__, (err))
 #define CUBLAS_OK(call, err) cublas_ok((call), __FILE__, __LINE__, (err))

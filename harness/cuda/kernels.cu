@@ -386,3 +386,89 @@ int k_qint_gemv(const dev_linear *w, const float *x, int R, float *y, sb_err *er
     qint_gemv_kernel<<<grid, GEMV_WARPS * WARP>>>(q, x, R, y);
     return launched("qint GEMV", err);
 }
+
+/* ---- sparse: csr and n:m (layout in format_sparse.h) ---- */
+
+typedef struct sparse_dev {
+    const uint8_t *base;
+    sb_sparse_layout L;
+    int64_t rows, cols;
+} sparse_dev;
+
+/* Stored entries [*k0, *k1) of row r; entry k's column and value. */
+__device__ static void sparse_row_range(const sparse_dev &s, int64_t r, int64_t *k0, int64_t *k1) {
+    if (s.L.nm) {
+        int64_t per_row = s.cols / s.L.m * s.L.n;
+        *k0 = r * per_row;
+        *k1 = *k0 + per_row;
+        return;
+    }
+    const uint32_t *row_ptr = (const uint32_t *)(s.base + s.L.row_ptr_off);
+    *k0 = row_ptr[r];
+    *k1 = row_ptr[r + 1];
+}
+
+/* n:m: entry e of a row's position stream, pb <= 8 bits, never past the row's bytes. */
+__device__ static unsigned nm_pos(const uint8_t *stream, uint64_t row_bytes, int64_t e, int pb) {
+    uint64_t bit = (uint64_t)e * (uint64_t)pb, byte = bit / 8;
+    unsigned word = stream[byte] | (byte + 1 < row_bytes ? (unsigned)stream[byte + 1] << 8 : 0u);
+    return (word >> (bit % 8)) & ((1u << pb) - 1);
+}
+
+__device__ static int64_t sparse_col(const sparse_dev &s, int64_t r, int64_t k) {
+    if (s.L.nm) {
+        int64_t e = k - r * (s.cols / s.L.m * s.L.n); /* entry within the row */
+        const uint8_t *stream = s.base + s.L.index_off + (uint64_t)r * s.L.pos_row_bytes;
+        return e / s.L.n * s.L.m + nm_pos(stream, s.L.pos_row_bytes, e, s.L.pos_bits);
+    }
+    const uint8_t *idx = s.base + s.L.index_off;
+    return s.L.index_bytes == 2 ? ((const uint16_t *)idx)[k] : ((const uint32_t *)idx)[k];
+}
+
+__device__ static float sparse_value(const sparse_dev &s, int64_t k) { return ((const float *)(s.base + s.L.values_off))[k]; }
+
+/* One block per row: zeros, then the stored values at their columns (distinct within a row). */
+__global__ static void sparse_decode_kernel(sparse_dev s, int64_t row0, float *tile) {
+    int64_t r = row0 + blockIdx.x;
+    float *out = tile + (int64_t)blockIdx.x * s.cols;
+    for (int64_t c = threadIdx.x; c < s.cols; c += THREADS) out[c] = 0;
+    __syncthreads();
+    int64_t k0, k1;
+    sparse_row_range(s, r, &k0, &k1);
+    for (int64_t k = k0 + threadIdx.x; k < k1; k += THREADS) out[sparse_col(s, r, k)] = sparse_value(s, k);
+}
+
+static sparse_dev sparse_of(const dev_linear *w) { return (sparse_dev){(const uint8_t *)w->w, w->sp, w->rows, w->cols}; }
+
+int k_sparse_decode(const dev_linear *w, int64_t row0, int64_t n_rows, float *tile, sb_err *err) {
+    if (n_rows == 0) return SB_OK;
+    sparse_decode_kernel<<<(unsigned)n_rows, THREADS>>>(sparse_of(w), row0, tile);
+    return launched("sparse decode", err);
+}
+
+/* One warp per output row, the lanes over its stored entries. */
+__global__ static void sparse_gemv_kernel(sparse_dev s, const float *x, int R, float *y) {
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int64_t r = (int64_t)blockIdx.x * GEMV_WARPS + warp;
+    if (r >= s.rows) return;
+    int64_t k0, k1;
+    sparse_row_range(s, r, &k0, &k1);
+    float acc[QINT_GEMV_MAX_ROWS] = {0, 0, 0, 0};
+    for (int64_t k = k0 + lane; k < k1; k += WARP) {
+        float v = sparse_value(s, k);
+        int64_t c = sparse_col(s, r, k);
+        for (int t = 0; t < R; t++) acc[t] += v * x[t * s.cols + c];
+    }
+    for (int t = 0; t < R; t++) {
+        float sum = warp_sum(acc[t]);
+        if (lane == 0) y[(int64_t)t * s.rows + r] = sum;
+    }
+}
+
+int k_sparse_gemv(const dev_linear *w, const float *x, int R, float *y, sb_err *err) {
+    if (R < 1 || R > QINT_GEMV_MAX_ROWS)
+        return sb_err_set(err, SB_EINTERNAL, "sparse GEMV on %d rows (1 to %d)", R, QINT_GEMV_MAX_ROWS);
+    unsigned grid = (unsigned)((w->rows + GEMV_WARPS - 1) / GEMV_WARPS);
+    sparse_gemv_kernel<<<grid, GEMV_WARPS * WARP>>>(sparse_of(w), x, R, y);
+    return launched("sparse GEMV", err);
+}

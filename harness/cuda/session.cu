@@ -2,7 +2,7 @@
  *
  * The same steps in the same order as the CPU pass (so parity tests can
  * compare them), on device buffers: R = n_seq * n_tok rows go through every
- * layer together; each linear is one cuBLAS product (or a qint kernel);
+ * layer together; each linear is one cuBLAS product (or a qint / sparse kernel);
  * attention is the fused kernel of kernels.cu reading the KV cache, so a
  * full-sequence pass and one-token decoding are the same code. Logits are
  * produced a chunk of rows at a time and copied to the caller's host array,
@@ -13,7 +13,7 @@
 #include "cuda_internal.h"
 
 enum { HEAD_CHUNK_BYTES = 64 << 20 };     /* logits on the device at a time */
-enum { QINT_TILE_BYTES = 64 << 20 };      /* decoded qint rows at a time */
+enum { DECODE_TILE_BYTES = 64 << 20 };    /* decoded qint or sparse rows at a time */
 
 struct sb_cuda_session {
     const sb_model *m;
@@ -58,7 +58,8 @@ static buf_spec buffers(sb_cuda_session *s, int i) {
         {(void **)&s->logits, s->head_rows * s->m->n_vocab * f, "logits chunk"},
         {(void **)&s->tokens, R * (int64_t)sizeof(int32_t), "tokens"},
         {&s->gs.half_x, s->half_bytes, "16-bit activations"},
-        {(void **)&s->gs.tile, s->gs.tile_elems * f, "qint decode tile"},
+        {(void **)&s->gs.tile, s->gs.tile_elems * f, "decode tile"},
+        {(void **)&s->gs.lowrank_t, R * s->dm->max_rank * f, "low-rank scratch"},
     };
     enum { N = sizeof all / sizeof all[0] };
     if (i >= N) return (buf_spec){NULL, 0, NULL};
@@ -96,9 +97,9 @@ static void measure_shapes(sb_cuda_session *s) {
     if (s->head_rows < 1) s->head_rows = 1;
     if (s->head_rows > R) s->head_rows = R;
     s->half_bytes = 2 * R * s->max_cols;
-    int64_t tile = QINT_TILE_BYTES / (int64_t)sizeof(float);
+    int64_t tile = DECODE_TILE_BYTES / (int64_t)sizeof(float);
     if (tile < s->max_cols) tile = s->max_cols; /* at least one row of the widest layer */
-    s->gs.tile_elems = s->dm->max_qint_elems == 0 ? 0 : tile < s->dm->max_qint_elems ? tile : s->dm->max_qint_elems;
+    s->gs.tile_elems = s->dm->max_tile_elems == 0 ? 0 : tile < s->dm->max_tile_elems ? tile : s->dm->max_tile_elems;
     if (s->gs.tile_elems && s->gs.tile_elems < s->max_cols) s->gs.tile_elems = s->max_cols;
 }
 
