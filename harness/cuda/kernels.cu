@@ -261,15 +261,111 @@ __global__ static void attention_kernel(attn_args a) {
     }
 }
 
+/* Many queries: one block per (sequence, head, tile of TILE_Q consecutive
+ * queries), one warp per query. The block loads each tile of TILE_K keys and
+ * values into shared memory once (coalesced) for all its queries, so the
+ * cache is read TILE_Q times less than with a warp of its own per query;
+ * each warp then does what attention_kernel does for its query, over the
+ * keys of the tile it may see. Keys are stored with a stride of hd + 1
+ * floats so the lanes (one key each) read different banks. */
+enum { TILE_Q = 16, TILE_K = WARP };
+
+static size_t tiled_shared_bytes(int hd) {
+    return sizeof(float) * ((size_t)TILE_K * (hd + 1) + (size_t)TILE_K * hd + (size_t)TILE_Q * hd);
+}
+
+__device__ static int first_visible(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
+
+__global__ static void attention_tiled_kernel(attn_args a) {
+    extern __shared__ float smem[];
+    int hd = a.head_dim, kvd = a.n_kv_head * hd, ks_stride = hd + 1;
+    float *ks = smem, *vs = ks + TILE_K * ks_stride, *qs = vs + TILE_K * hd; /* [TILE_K][hd+1], [TILE_K][hd], [TILE_Q][hd] */
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int n_qtiles = (a.n_tok + TILE_Q - 1) / TILE_Q;
+    int qtile = blockIdx.x % n_qtiles, h = (blockIdx.x / n_qtiles) % a.n_head, seq = blockIdx.x / (n_qtiles * a.n_head);
+    int kvh = h / (a.n_head / a.n_kv_head);
+    int t0 = qtile * TILE_Q, t = t0 + warp;
+    bool active = t < a.n_tok;
+    int t_last = (t0 + TILE_Q < a.n_tok ? t0 + TILE_Q : a.n_tok) - 1;
+    /* keys any query of the block sees: the same for every thread, so the loop below is block-uniform */
+    int blk_lo = first_visible(a.n_past + t0, a.window), blk_hi = a.n_past + t_last;
+    int p = a.n_past + t, lo = first_visible(p, a.window);
+    int64_t row = (int64_t)seq * a.n_tok + t;
+    if (active)
+        for (int i = lane; i < hd; i += WARP) qs[warp * hd + i] = a.q[row * a.n_head * hd + (int64_t)h * hd + i];
+    const float *K = a.k_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
+    const float *V = a.v_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
+    float acc[ATTN_SLICE];
+    for (int j = 0; j < ATTN_SLICE; j++) acc[j] = 0;
+    float m = -INFINITY, l = 0;
+    for (int k0 = blk_lo; k0 <= blk_hi; k0 += TILE_K) {
+        int nk = blk_hi - k0 + 1 < TILE_K ? blk_hi - k0 + 1 : TILE_K;
+        __syncthreads(); /* every warp is done with the previous tile (and qs is written) */
+        for (int idx = threadIdx.x; idx < nk * hd; idx += blockDim.x) {
+            int kk = idx / hd, i = idx % hd;
+            ks[kk * ks_stride + i] = K[(int64_t)(k0 + kk) * kvd + i];
+            vs[kk * hd + i] = V[(int64_t)(k0 + kk) * kvd + i];
+        }
+        __syncthreads();
+        /* this query's visible keys in the tile: [first, last], the same for the whole warp */
+        int first = k0 > lo ? k0 : lo, last = k0 + nk - 1 < p ? k0 + nk - 1 : p;
+        if (!active || first > last) continue; /* no key here: nothing to add (and m stays finite once set) */
+        int k = k0 + lane;
+        bool vis = k >= first && k <= last;
+        float s = -INFINITY;
+        if (vis) {
+            const float *kr = ks + lane * ks_stride, *qr = qs + warp * hd;
+            float dot = 0;
+            for (int i = 0; i < hd; i++) dot += qr[i] * kr[i];
+            s = dot * a.scale;
+            if (a.softcap > 0) s = a.softcap * tanhf(s / a.softcap);
+        }
+        float m_new = fmaxf(m, warp_max(s)); /* finite: at least one key is visible */
+        float corr = expf(m - m_new);
+        float pk = vis ? expf(s - m_new) : 0.0f;
+        l = l * corr + warp_sum(pk);
+        for (int j = 0; j < ATTN_SLICE; j++) acc[j] *= corr;
+        for (int kk = first - k0; kk <= last - k0; kk++) {
+            float pkk = __shfl_sync(0xffffffffu, pk, kk);
+            const float *vr = vs + kk * hd;
+            for (int j = 0; j < ATTN_SLICE; j++) {
+                int i = lane + j * WARP;
+                if (i < hd) acc[j] += pkk * vr[i];
+            }
+        }
+        m = m_new;
+    }
+    if (!active) return;
+    float *out = a.out + row * a.n_head * hd + (int64_t)h * hd;
+    for (int j = 0; j < ATTN_SLICE; j++) {
+        int i = lane + j * WARP;
+        if (i < hd) out[i] = acc[j] / l;
+    }
+}
+
+enum { FEW_QUERIES = 4 }; /* up to this many tokens per call (decoding): a warp per query, no tiles */
+
 int k_attention(const attn_args *a, sb_err *err) {
     if (a->head_dim > ATTN_MAX_HEAD_DIM)
         return sb_err_set(err, SB_EINPUT, "head_dim %d: the CUDA attention kernel takes up to %d", a->head_dim,
                           ATTN_MAX_HEAD_DIM);
     int64_t tasks = (int64_t)a->n_seq * a->n_tok * a->n_head;
     if (tasks == 0) return SB_OK;
-    unsigned grid = (unsigned)((tasks + ATTN_WARPS - 1) / ATTN_WARPS);
-    attention_kernel<<<grid, ATTN_WARPS * WARP>>>(*a);
-    return launched("attention", err);
+    if (a->n_tok <= FEW_QUERIES) {
+        unsigned grid = (unsigned)((tasks + ATTN_WARPS - 1) / ATTN_WARPS);
+        attention_kernel<<<grid, ATTN_WARPS * WARP>>>(*a);
+        return launched("attention", err);
+    }
+    size_t shared = tiled_shared_bytes(a->head_dim);
+    cudaError_t e = cudaFuncSetAttribute(attention_tiled_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return sb_err_set(err, SB_EINTERNAL, "attention: %zu bytes of shared memory per block refused: %s", shared,
+                          cudaGetErrorString(e));
+    }
+    int64_t blocks = (int64_t)a->n_seq * a->n_head * ((a->n_tok + TILE_Q - 1) / TILE_Q);
+    attention_tiled_kernel<<<(unsigned)blocks, TILE_Q * WARP, shared>>>(*a);
+    return launched("tiled attention", err);
 }
 
 /* ---- qint (layout in format_qint.h) ---- */
