@@ -125,6 +125,8 @@ static int upload_block(sb_cuda_model *dm, dev_block *db, const sb_block *b, sb_
     const sb_linear *src[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
     dev_linear *dst[] = {&db->wq, &db->wk, &db->wv, &db->wo, &db->w_gate, &db->w_up, &db->w_down};
     for (int i = 0; !rc && i < 7; i++) rc = upload_linear(dm, dst[i], src[i], err);
+    if (!rc && m->positions != SB_POS_LEARNED && !b->rope_inv_freq)
+        rc = sb_err_set(err, SB_EINTERNAL, "a rotary block without its frequency table");
     if (!rc && m->positions != SB_POS_LEARNED)
         rc = upload_floats(dm, &db->rope_inv_freq, b->rope_inv_freq, m->rot_dim / 2, "rotary frequencies", err);
     return rc;

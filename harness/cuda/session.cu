@@ -73,7 +73,7 @@ static void free_session_buffers(sb_cuda_session *s) {
         cuda_free(s->c, *b.p, (size_t)b.bytes);
         *b.p = NULL;
     }
-    for (int l = 0; l < s->m->n_layer; l++) {
+    for (int l = 0; s->cache_floats && l < s->m->n_layer; l++) {
         if (s->k_cache) cuda_free(s->c, s->k_cache[l], sizeof(float) * (size_t)s->cache_floats[l]);
         if (s->v_cache) cuda_free(s->c, s->v_cache[l], sizeof(float) * (size_t)s->cache_floats[l]);
     }
