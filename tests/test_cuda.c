@@ -375,7 +375,28 @@ static void memory_case(env *e) {
     test_end();
 }
 
+/* Backend names: what parses, what each part means, and the errors (no device needed). */
+static void backend_names_case(void) {
+    test_begin("cuda_backend_names");
+    sb_backend_choice c;
+    sb_err err = {0};
+    test_expect(sb_backend_parse("cpu", &c, &err) == SB_OK && c.kind == SB_BACKEND_CPU, "cpu: %s", err.msg);
+    static const char *const bad[] = {"gpu", "CUDA", "cuda:", "cuda:-1", "cuda:1x", "cuda,fp8", "cuda:0,tf32,tf32", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sb_err e = {0};
+        test_expect(sb_backend_parse(bad[i], &c, &e) == SB_EINPUT && e.msg[0], "'%s' was accepted", bad[i]);
+    }
+    sb_err e = {0};
+    int rc = sb_backend_parse("cuda:2,tf32", &c, &e);
+    if (sb_backend_cuda_built())
+        test_expect(rc == SB_OK && c.kind == SB_BACKEND_CUDA && c.device == 2 && c.tf32, "cuda:2,tf32: %s", e.msg);
+    else
+        test_expect(rc == SB_EINPUT && strstr(e.msg, "built without CUDA"), "cuda:2,tf32 without CUDA: %s", e.msg);
+    test_end();
+}
+
 int main(void) {
+    backend_names_case();
     if (!sb_backend_cuda_built()) {
         test_skip("cuda", "built without CUDA (make CUDA=1 builds the backend)");
         return 0;
