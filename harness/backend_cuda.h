@@ -42,6 +42,9 @@ int sb_cuda_device_count(sb_err *err);
 /* Opens device `device` and installs the device-memory hook of measure.h. */
 int sb_cuda_ctx_new(int device, sb_cuda_ctx **out, sb_err *err);
 void sb_cuda_ctx_free(sb_cuda_ctx *c);
+/* Installs (on) or removes (off) this device as measure.h's device-memory
+ * hook, so a CPU run beside a CUDA one reports no device figures. */
+void sb_cuda_ctx_measure(sb_cuda_ctx *c, bool on);
 /* TF32 tensor cores for f32 products from now on. */
 void sb_cuda_ctx_set_tf32(sb_cuda_ctx *c, bool tf32);
 

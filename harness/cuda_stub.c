@@ -21,6 +21,7 @@ int sb_cuda_ctx_new(int device, sb_cuda_ctx **out, sb_err *err) {
 }
 void sb_cuda_ctx_free(sb_cuda_ctx *c) { (void)c; }
 void sb_cuda_ctx_set_tf32(sb_cuda_ctx *c, bool tf32) { (void)c, (void)tf32; }
+void sb_cuda_ctx_measure(sb_cuda_ctx *c, bool on) { (void)c, (void)on; }
 void sb_cuda_ctx_info(const sb_cuda_ctx *c, sb_cuda_info *out) {
     (void)c;
     *out = (sb_cuda_info){.name = "none"};

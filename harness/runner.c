@@ -333,10 +333,12 @@ static int run_task(runner *r, const sb_run_spec *run, const sb_task_variant *tv
                     sb_task_result *res, run_outcome *out, sb_err *err) {
     sb_backend_choice choice;
     int rc = sb_backend_parse(r->s->backends[run->backend], &choice, err);
+    if (!rc && choice.kind == SB_BACKEND_CPU && r->cuda) sb_cuda_ctx_measure(r->cuda, false); /* no device figures */
     if (rc || choice.kind == SB_BACKEND_CPU) return rc ? rc : tv->task->run(r->model, &tv->params, ctx, res, err);
     out->on_device = true;
     rc = ensure_device(r, &choice, err);
     if (rc) return rc;
+    sb_cuda_ctx_measure(r->cuda, true);
     sb_cuda_stats_reset(r->cuda);
     sb_cuda_stats_get(r->cuda, &out->dev_before);
     r->model->device = r->device_model;

@@ -115,8 +115,7 @@ extern "C" int sb_cuda_ctx_new(int device, sb_cuda_ctx **out, sb_err *err) {
         return sb_err_prefix(err, "opening cuda:%d", device);
     }
     describe(c);
-    sb_device_mem_hook hook = {hook_reset, hook_peak, c};
-    sb_measure_set_device_hook(&hook);
+    sb_cuda_ctx_measure(c, true);
     *out = c;
     return SB_OK;
 }
@@ -128,6 +127,11 @@ extern "C" void sb_cuda_ctx_free(sb_cuda_ctx *c) {
     if (c->ev_stop) cudaEventDestroy(c->ev_stop);
     if (c->blas) cublasDestroy(c->blas);
     free(c);
+}
+
+extern "C" void sb_cuda_ctx_measure(sb_cuda_ctx *c, bool on) {
+    sb_device_mem_hook hook = {hook_reset, hook_peak, c};
+    sb_measure_set_device_hook(on ? &hook : NULL);
 }
 
 extern "C" void sb_cuda_ctx_set_tf32(sb_cuda_ctx *c, bool tf32) { c->tf32 = tf32; }
