@@ -27,7 +27,7 @@
 #error "format_qint reads its uint64 code words as bytes: little-endian only"
 #endif
 
-enum { HEADER_BYTES = 128, PAYLOAD_ALIGN = 64, MIN_BITS = 2, MAX_BITS = 8 };
+enum { HEADER_BYTES = 128, PAYLOAD_ALIGN = 64, MIN_BITS = 1, MAX_BITS = 8 };
 /* Up to this many tokens the fused kernels run; more go to decoded tiles + CBLAS. */
 enum { FUSED_MAX_TOKENS = 4 };
 /* Codes decoded at a time on the 2..4-token path (a stack buffer in L1). */
@@ -245,7 +245,7 @@ typedef struct fused_job {
     float *y;
     int64_t rows_per_task;
     const float *xsum;       /* one token, uniform widths: Σ x over each group */
-    const float *xperm;      /* one token, 4 bits: x with even and odd columns split per 16 */
+    const float *xperm;      /* one token, 2..4 bits: x in lane-field order (permute_for_lanes) */
     float (*row_1)(const struct fused_job *j, int64_t r);
     unpacker units[MAX_BITS + 1];
 } fused_job;
@@ -282,33 +282,89 @@ static inline __attribute__((always_inline)) float uniform_row_1(const qint_head
     return hsum(acc) - zero_terms;
 }
 
-/* One token, 4 bits, groups a multiple of 16: 8 bytes hold 16 codes; the
- * low nibbles are the even codes and the high nibbles the odd ones, so the
- * caller permuted x to [x0 x2 .. x14 | x1 x3 .. x15] per 16 columns
- * (xperm) and each 8 bytes cost one widening load, an and, a shift. */
-static float nibble_row_1(const fused_job *j, int64_t r) {
+/* Σ_g scale_g·zero_g·xsum_g of one row, 8 groups at a time: kept out of
+ * the group loop, where its loads and conversions cost as much as a chunk. */
+static float zero_terms_of(const uint16_t *scales, const uint16_t *zeros, float implied_zero, const float *xsum, int n) {
+    __m256 acc = _mm256_setzero_ps(), iz = _mm256_set1_ps(implied_zero);
+    int g = 0;
+#ifdef __F16C__
+    for (; g + 8 <= n; g += 8) {
+        __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + g)));
+        __m256 z = zeros ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(zeros + g))) : iz;
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(s, z), _mm256_loadu_ps(xsum + g), acc);
+    }
+#endif
+    float sum = hsum(acc);
+    for (; g < n; g++) sum += scale_value(scales[g]) * (zeros ? scale_value(zeros[g]) : implied_zero) * xsum[g];
+    return sum;
+}
+
+/* One token, 2, 3 or 4 bits: the packed bytes of a chunk of codes are
+ * spread over the 8 lanes of a vector so that lane i holds codes
+ * m·i .. m·i + m-1 (m = CHUNK/8 codes per lane); field f of every lane,
+ * (lane >> f·b) & maxq, is then 8 codes at stride m, and the caller
+ * permuted x the same way per chunk (xperm[8f + i] = x[m·i + f]).  Each 8
+ * codes thus cost one shift, one and, one convert and one FMA, with no
+ * per-code shuffle:
+ *   4 bits  16-code chunks in 8 bytes: one widening load, a byte per lane
+ *   2 bits  32-code chunks in 8 bytes: the same, four codes per byte
+ *   3 bits  32-code chunks in 12 bytes: lane i needs the 12 bits at bit 12·i,
+ *           i.e. bytes 1.5·i and the next, shifted by 4 in odd lanes; one
+ *           16-byte broadcast load and one byte shuffle (the 4 bytes read past
+ *           the chunk stay inside the row padding or the guard word). */
+static inline int lane_chunk(int b) { return b == 4 ? 16 : 32; }
+
+static inline __attribute__((always_inline)) __m256i lanes_of(const uint8_t *p, int b) {
+    if (b != 3) return unpack_8(p);
+    const __m256i pick = _mm256_setr_epi8(0, 1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1,  /* lanes 0..3 */
+                                          6, 7, -1, -1, 7, 8, -1, -1, 9, 10, -1, -1, 10, 11, -1, -1); /* lanes 4..7 */
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p)), pick);
+}
+
+/* Field f of every lane as floats. */
+static inline __attribute__((always_inline)) __m256 field_of(__m256i lanes, int b, int f) {
+    const __m256i mask = _mm256_set1_epi32((1 << b) - 1);
+    __m256i v;
+    if (b == 3) /* odd lanes start 4 bits in */
+        v = _mm256_srlv_epi32(lanes, _mm256_setr_epi32(3 * f, 3 * f + 4, 3 * f, 3 * f + 4, 3 * f, 3 * f + 4, 3 * f, 3 * f + 4));
+    else
+        v = f ? _mm256_srli_epi32(lanes, b * f) : lanes;
+    if (b * (f + 1) < 8 || b == 3) v = _mm256_and_si256(v, mask); /* the top field of a byte needs no mask */
+    return _mm256_cvtepi32_ps(v);
+}
+
+static inline __attribute__((always_inline)) float lanes_row_1(const fused_job *j, int64_t r, int b) {
     const qint_header *h = j->h;
     const uint8_t *p = row_codes(h, r);
     const uint16_t *scales = (const uint16_t *)(base_of(h) + h->scales_off) + r * h->n_groups;
     const uint16_t *zeros = (const uint16_t *)(base_of(h) + h->zeros_off) + r * h->n_groups;
-    const __m256i low = _mm256_set1_epi32(0xf);
     const float *x = j->xperm;
+    const int chunk = lane_chunk(b), m = chunk / 8, bytes = chunk * b / 8;
+    const float implied_zero = (float)(1 << (b - 1));
     int64_t gs = h->group_size;
     __m256 acc = _mm256_setzero_ps();
-    float zero_terms = 0;
-    for (int g = 0; g < h->n_groups; g++, x += gs) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        for (int64_t k = 0; k < gs; k += 16, p += 8) {
-            __m256i bytes = unpack_8(p);
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(bytes, low)), _mm256_loadu_ps(x + k), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(bytes, 4)), _mm256_loadu_ps(x + k + 8), a1);
+    for (int g = 0; g < h->n_groups; g++) {
+        /* one accumulator per field, written out: the compiler keeps them in registers */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#pragma GCC unroll 4
+        for (int64_t k = 0; k < gs; k += chunk, p += bytes, x += chunk) {
+            __m256i lanes = lanes_of(p, b);
+            a0 = _mm256_fmadd_ps(field_of(lanes, b, 0), _mm256_loadu_ps(x), a0);
+            a1 = _mm256_fmadd_ps(field_of(lanes, b, 1), _mm256_loadu_ps(x + 8), a1);
+            if (m == 4) {
+                a2 = _mm256_fmadd_ps(field_of(lanes, b, 2), _mm256_loadu_ps(x + 16), a2);
+                a3 = _mm256_fmadd_ps(field_of(lanes, b, 3), _mm256_loadu_ps(x + 24), a3);
+            }
         }
-        float zero = h->symmetric ? 8.0f : scale_value(zeros[g]), scale = scale_value(scales[g]);
-        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale), acc);
-        zero_terms += scale * zero * j->xsum[g];
+        __m256 part = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        acc = _mm256_fmadd_ps(part, _mm256_set1_ps(scale_value(scales[g])), acc);
     }
-    return hsum(acc) - zero_terms;
+    return hsum(acc) - zero_terms_of(scales, h->symmetric ? NULL : zeros, implied_zero, j->xsum, h->n_groups);
 }
+
+static float lanes_row_2(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 2); }
+static float lanes_row_3(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 3); }
+static float lanes_row_4(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 4); }
 
 static float uniform_row_le4(const fused_job *j, int64_t r) {
     return uniform_row_1(j->h, r, j->x, j->xsum, &j->units[j->h->bits], KIND_LE4);
@@ -373,14 +429,15 @@ static void fused_task(void *arg, int task, int worker) {
     }
 }
 
-/* [x0 x2 .. x14 | x1 x3 .. x15] for every 16 columns. */
-static void split_even_odd(const float *x, int64_t n, float *out) {
-    for (int64_t c = 0; c < n; c += 16)
-        for (int k = 0; k < 8; k++) out[c + k] = x[c + 2 * k], out[c + 8 + k] = x[c + 2 * k + 1];
+/* x in the order of the lane fields: per chunk of 8·m columns, out[8f + i] = x[m·i + f]. */
+static void permute_for_lanes(const float *x, int64_t n, int m, float *out) {
+    for (int64_t c = 0; c < n; c += 8 * m)
+        for (int f = 0; f < m; f++)
+            for (int i = 0; i < 8; i++) out[c + 8 * f + i] = x[c + m * i + f];
 }
 
 /* One token, uniform widths: the kernel for the width, and Σ x per group
- * (and the split x for 4 bits) in the caller's scratch, read-only while
+ * (and x in lane-field order for 2..4 bits) in the caller's scratch, read-only while
  * the tasks run. */
 static void choose_row_kernel(fused_job *j, sb_matmul_ctx *ctx) {
     const qint_header *h = j->h;
@@ -392,11 +449,11 @@ static void choose_row_kernel(fused_job *j, sb_matmul_ctx *ctx) {
     j->xsum = xsum;
     int kind = kind_of(h->bits);
     j->row_1 = kind == KIND_8 ? uniform_row_8 : kind == KIND_LE4 ? uniform_row_le4 : uniform_row_le7;
-    if (h->bits == 4 && h->group_size % 16 == 0) {
+    if (h->bits >= 2 && h->bits <= 4 && h->group_size % lane_chunk(h->bits) == 0) {
         float *xperm = ctx->scratch + xsum_floats;
-        split_even_odd(j->x, h->cols, xperm);
+        permute_for_lanes(j->x, h->cols, lane_chunk(h->bits) / 8, xperm);
         j->xperm = xperm;
-        j->row_1 = nibble_row_1;
+        j->row_1 = h->bits == 2 ? lanes_row_2 : h->bits == 3 ? lanes_row_3 : lanes_row_4;
     }
 }
 
@@ -434,13 +491,21 @@ static int group_width(const uint8_t *group_bits, int bits, int64_t i) { return 
 
 static int check_widths(int64_t n, int bits, const uint8_t *group_bits, sb_err *err) {
     if (!group_bits) {
-        if (bits < MIN_BITS || bits > MAX_BITS) return sb_err_set(err, SB_EINPUT, "qint: bits %d is not in 2..8", bits);
+        if (bits < MIN_BITS || bits > MAX_BITS) return sb_err_set(err, SB_EINPUT, "qint: bits %d is not in 1..8", bits);
         return SB_OK;
     }
     for (int64_t i = 0; i < n; i++)
         if (group_bits[i] < MIN_BITS || group_bits[i] > MAX_BITS)
-            return sb_err_set(err, SB_EINPUT, "qint: group_bits[%lld] = %d is not in 2..8", (long long)i, group_bits[i]);
+            return sb_err_set(err, SB_EINPUT, "qint: group_bits[%lld] = %d is not in 1..8", (long long)i, group_bits[i]);
     return SB_OK;
+}
+
+/* Zeros of 2..8-bit groups are integers on the code grid; a 1-bit group's
+ * zero is any finite offset (a binarized group mu ± alpha is scale = 2·alpha,
+ * zero = 1/2 - mu/scale), stored rounded to f16 like the scales. */
+static bool zero_ok(float zero, unsigned maxq) {
+    if (maxq == 1) return (sb_f32_to_f16(zero) & 0x7c00u) != 0x7c00u;
+    return zero >= 0 && zero <= (float)maxq && zero == (float)(int)zero;
 }
 
 static int check_values(int64_t rows, int64_t cols, int group_size, int bits, const uint8_t *group_bits,
@@ -453,9 +518,11 @@ static int check_values(int64_t rows, int64_t cols, int group_size, int bits, co
             uint16_t s16 = sb_f32_to_f16(scales[i]);
             if ((s16 & 0x7c00u) == 0x7c00u)
                 return sb_err_set(err, SB_EINPUT, "qint: scale[%lld] = %g is not a finite f16", (long long)i, scales[i]);
-            if (zeros && !(zeros[i] >= 0 && zeros[i] <= (float)maxq && zeros[i] == (float)(int)zeros[i]))
-                return sb_err_set(err, SB_EINPUT, "qint: zero[%lld] = %g is not an integer in 0..%u", (long long)i,
-                                  zeros[i], maxq);
+            if (zeros && !zero_ok(zeros[i], maxq))
+                return sb_err_set(err, SB_EINPUT, "qint: zero[%lld] = %g is not %s", (long long)i, zeros[i],
+                                  maxq == 1 ? "a finite f16 offset (1-bit group)" : "an integer in 0..maxq");
+            if (!zeros && maxq == 1)
+                return sb_err_set(err, SB_EINPUT, "qint: 1-bit groups need stored zeros (an asymmetric layer)");
             const uint8_t *q = codes + r * cols + g * group_size;
             for (int k = 0; k < group_size; k++)
                 if (q[k] > maxq)

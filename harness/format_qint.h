@@ -1,10 +1,13 @@
 /* format_qint.h - grouped integer quantization, bit-packed for real.
  *
  * W[r][c] = scale[r][g] * (q[r][c] - zero[r][g]),  g = c / group_size,
- * with q an unsigned code of b bits (2..8).  Each (row, group) pair may
+ * with q an unsigned code of b bits (1..8).  Each (row, group) pair may
  * have its own width b (mixed precision, SliM-LLM) or all share one.
  * Symmetric layers store no zeros: a group of b bits has the implied zero
  * 2^(b-1) = (maxq + 1) / 2, as in the GPTQ quantizer (METHODS.md).
+ * 1-bit groups are binarized groups mu ± alpha (SliM-LLM's 1-bit groups):
+ * scale = 2·alpha and a fractional zero 1/2 - mu/scale, so they need an
+ * asymmetric layer (stored zeros); every other width has integer zeros.
  * group_size = cols is per-channel quantization.
  *
  * Payload: one owned allocation, 64-byte aligned, laid out as
@@ -59,10 +62,12 @@ extern const sb_format sb_format_qint; /* name "qint" */
  *   scales     [rows * n_groups], n_groups = cols / group_size; stored rounded to f16
  *              (quantize with the f16-rounded scale, see quantizer.h, so the
  *              codes are the nearest points of the grid actually stored)
- *   zeros      [rows * n_groups] integers 0..maxq held in floats, or NULL for a
+ *   zeros      [rows * n_groups] integers 0..maxq held in floats (1-bit: any offset), or NULL for a
  *              symmetric layer (implied zero 2^(b-1) of each group's width b)
- *   group_bits NULL: every group has `bits` bits (2..8); else [rows * n_groups]
- *              widths in 2..8 and `bits` is ignored
+ *   group_bits NULL: every group has `bits` bits (1..8); else [rows * n_groups]
+ *              widths in 1..8 and `bits` is ignored
+ *   1-bit groups: zeros required; the group's zero is any finite value,
+ *              stored rounded to f16 (round it yourself to code against it)
  * group_size must divide cols (group_size = cols: per channel).  out gets
  * fmt, rows, cols, data and owned; out->bias is NULL (copy the bias
  * yourself).  Bad arguments are SB_EINPUT errors saying which. */

@@ -19,6 +19,7 @@ extern const sb_method sb_method_eora;
 extern const sb_method sb_method_sleb;
 extern const sb_method sb_method_magnitude;
 extern const sb_method sb_method_slim_llm;
+extern const sb_method sb_method_pb_llm;
 
 static const sb_method *const builtin_methods[] = {
     &sb_method_dense,
@@ -29,6 +30,7 @@ static const sb_method *const builtin_methods[] = {
     &sb_method_sleb,
     &sb_method_magnitude,
     &sb_method_slim_llm,
+    &sb_method_pb_llm,
 };
 
 /* ---- built-in tasks ---- */
@@ -59,9 +61,10 @@ const sb_named sb_registry_formats[] = {
     {"f32", "32-bit float, used in place from the file when it is f32"},
     {"f16", "IEEE half, decoded tile by tile inside the product"},
     {"bf16", "bfloat16, decoded tile by tile inside the product"},
-    {"qint", "grouped integer codes of 2-8 bits (per group widths allowed), bit-packed, f16 scales/zeros; fused AVX2 product"},
+    {"qint", "grouped integer codes of 1-8 bits (per group widths allowed), bit-packed, f16 scales/zeros; fused AVX2 product"},
     {"csr", "unstructured sparsity: f32 values, 16/32-bit column indices, 32-bit row pointers; fused sparse dot product"},
     {"n:m", "N:M semi-structured sparsity: n f32 values per group of m with packed in-group positions; fused AVX2 2:4 product"},
+    {"pbllm", "partial binarization (PB-LLM): sign + mask bitmaps, f16 alpha/mu per group, 8-bit salient codes; fused AVX2 product"},
     {"lowrank", "add-on W_c + B*A over any other format (f32 factors), two thin products after W_c's own"},
     {NULL, NULL},
 };
