@@ -27,7 +27,7 @@
 #error "format_qint reads its uint64 code words as bytes: little-endian only"
 #endif
 
-enum { HEADER_BYTES = 128, PAYLOAD_ALIGN = 64, MIN_BITS = 2, MAX_BITS = 8 };
+enum { HEADER_BYTES = 128, PAYLOAD_ALIGN = 64, MIN_BITS = 1, MAX_BITS = 8 };
 /* Up to this many tokens the fused kernels run; more go to decoded tiles + CBLAS. */
 enum { FUSED_MAX_TOKENS = 4 };
 /* Codes decoded at a time on the 2..4-token path (a stack buffer in L1). */
@@ -38,7 +38,7 @@ typedef struct qint_header {
     int32_t group_size, n_groups;
     int32_t bits;            /* uniform width; 0 when widths vary per group */
     int32_t symmetric;
-    int64_t row_words;       /* uniform: words per row */
+    int64_t row_words;       /* words per row when every row has as many; 0: row offsets */
     /* byte offsets from the start of the payload */
     uint64_t codes_off, row_off_off, scales_off, zeros_off, group_bits_off, end_off;
 } qint_header;
@@ -52,7 +52,7 @@ static const uint8_t *base_of(const qint_header *h) { return (const uint8_t *)h;
 
 static const uint8_t *row_codes(const qint_header *h, int64_t r) {
     const uint64_t *words = (const uint64_t *)(base_of(h) + h->codes_off);
-    if (h->bits) return (const uint8_t *)(words + r * h->row_words);
+    if (h->row_words) return (const uint8_t *)(words + r * h->row_words);
     const uint64_t *row_off = (const uint64_t *)(base_of(h) + h->row_off_off);
     return (const uint8_t *)(words + row_off[r]);
 }
@@ -245,7 +245,7 @@ typedef struct fused_job {
     float *y;
     int64_t rows_per_task;
     const float *xsum;       /* one token, uniform widths: Σ x over each group */
-    const float *xperm;      /* one token, 4 bits: x with even and odd columns split per 16 */
+    const float *xperm;      /* one token, 2..4 bits: x in lane-field order (permute_for_lanes) */
     float (*row_1)(const struct fused_job *j, int64_t r);
     unpacker units[MAX_BITS + 1];
 } fused_job;
@@ -282,32 +282,118 @@ static inline __attribute__((always_inline)) float uniform_row_1(const qint_head
     return hsum(acc) - zero_terms;
 }
 
-/* One token, 4 bits, groups a multiple of 16: 8 bytes hold 16 codes; the
- * low nibbles are the even codes and the high nibbles the odd ones, so the
- * caller permuted x to [x0 x2 .. x14 | x1 x3 .. x15] per 16 columns
- * (xperm) and each 8 bytes cost one widening load, an and, a shift. */
-static float nibble_row_1(const fused_job *j, int64_t r) {
+/* Σ_g scale_g·zero_g·xsum_g of one row, 8 groups at a time: kept out of
+ * the group loop, where its loads and conversions cost as much as a chunk. */
+static float zero_terms_of(const uint16_t *scales, const uint16_t *zeros, float implied_zero, const float *xsum, int n) {
+    __m256 acc = _mm256_setzero_ps(), iz = _mm256_set1_ps(implied_zero);
+    int g = 0;
+#ifdef __F16C__
+    for (; g + 8 <= n; g += 8) {
+        __m256 s = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + g)));
+        __m256 z = zeros ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(zeros + g))) : iz;
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(s, z), _mm256_loadu_ps(xsum + g), acc);
+    }
+#endif
+    float sum = hsum(acc);
+    for (; g < n; g++) sum += scale_value(scales[g]) * (zeros ? scale_value(zeros[g]) : implied_zero) * xsum[g];
+    return sum;
+}
+
+/* One token, 2, 3 or 4 bits: the packed bytes of a chunk of codes are
+ * spread over the 8 lanes of a vector so that lane i holds codes
+ * m·i .. m·i + m-1 (m = CHUNK/8 codes per lane); field f of every lane,
+ * (lane >> f·b) & maxq, is then 8 codes at stride m, and the caller
+ * permuted x the same way per chunk (xperm[8f + i] = x[m·i + f]).  Each 8
+ * codes thus cost one shift, one and, one convert and one FMA, with no
+ * per-code shuffle:
+ *   4 bits  16-code chunks in 8 bytes: one widening load, a byte per lane
+ *   2 bits  32-code chunks in 8 bytes: the same, four codes per byte
+ *   3 bits  32-code chunks in 12 bytes: lane i needs the 12 bits at bit 12·i,
+ *           i.e. bytes 1.5·i and the next, shifted by 4 in odd lanes; one
+ *           16-byte broadcast load and one byte shuffle (the 4 bytes read past
+ *           the chunk stay inside the row padding or the guard word). */
+static inline int lane_chunk(int b) { return b == 4 ? 16 : 32; }
+
+static inline __attribute__((always_inline)) __m256i lanes_of(const uint8_t *p, int b) {
+    if (b != 3) return unpack_8(p);
+    const __m256i pick = _mm256_setr_epi8(0, 1, -1, -1, 1, 2, -1, -1, 3, 4, -1, -1, 4, 5, -1, -1,  /* lanes 0..3 */
+                                          6, 7, -1, -1, 7, 8, -1, -1, 9, 10, -1, -1, 10, 11, -1, -1); /* lanes 4..7 */
+    return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p)), pick);
+}
+
+/* Field f of every lane as floats. */
+static inline __attribute__((always_inline)) __m256 field_of(__m256i lanes, int b, int f) {
+    const __m256i mask = _mm256_set1_epi32((1 << b) - 1);
+    __m256i v;
+    if (b == 3) /* odd lanes start 4 bits in */
+        v = _mm256_srlv_epi32(lanes, _mm256_setr_epi32(3 * f, 3 * f + 4, 3 * f, 3 * f + 4, 3 * f, 3 * f + 4, 3 * f, 3 * f + 4));
+    else
+        v = f ? _mm256_srli_epi32(lanes, b * f) : lanes;
+    if (b * (f + 1) < 8 || b == 3) v = _mm256_and_si256(v, mask); /* the top field of a byte needs no mask */
+    return _mm256_cvtepi32_ps(v);
+}
+
+static inline __attribute__((always_inline)) float lanes_row_1(const fused_job *j, int64_t r, int b) {
     const qint_header *h = j->h;
     const uint8_t *p = row_codes(h, r);
     const uint16_t *scales = (const uint16_t *)(base_of(h) + h->scales_off) + r * h->n_groups;
     const uint16_t *zeros = (const uint16_t *)(base_of(h) + h->zeros_off) + r * h->n_groups;
-    const __m256i low = _mm256_set1_epi32(0xf);
     const float *x = j->xperm;
+    const int chunk = lane_chunk(b), m = chunk / 8, bytes = chunk * b / 8;
+    const float implied_zero = (float)(1 << (b - 1));
     int64_t gs = h->group_size;
     __m256 acc = _mm256_setzero_ps();
-    float zero_terms = 0;
-    for (int g = 0; g < h->n_groups; g++, x += gs) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        for (int64_t k = 0; k < gs; k += 16, p += 8) {
-            __m256i bytes = unpack_8(p);
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(bytes, low)), _mm256_loadu_ps(x + k), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(bytes, 4)), _mm256_loadu_ps(x + k + 8), a1);
+    for (int g = 0; g < h->n_groups; g++) {
+        /* one accumulator per field, written out: the compiler keeps them in registers */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#pragma GCC unroll 4
+        for (int64_t k = 0; k < gs; k += chunk, p += bytes, x += chunk) {
+            __m256i lanes = lanes_of(p, b);
+            a0 = _mm256_fmadd_ps(field_of(lanes, b, 0), _mm256_loadu_ps(x), a0);
+            a1 = _mm256_fmadd_ps(field_of(lanes, b, 1), _mm256_loadu_ps(x + 8), a1);
+            if (m == 4) {
+                a2 = _mm256_fmadd_ps(field_of(lanes, b, 2), _mm256_loadu_ps(x + 16), a2);
+                a3 = _mm256_fmadd_ps(field_of(lanes, b, 3), _mm256_loadu_ps(x + 24), a3);
+            }
         }
-        float zero = h->symmetric ? 8.0f : scale_value(zeros[g]), scale = scale_value(scales[g]);
-        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale), acc);
-        zero_terms += scale * zero * j->xsum[g];
+        __m256 part = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        acc = _mm256_fmadd_ps(part, _mm256_set1_ps(scale_value(scales[g])), acc);
     }
-    return hsum(acc) - zero_terms;
+    return hsum(acc) - zero_terms_of(scales, h->symmetric ? NULL : zeros, implied_zero, j->xsum, h->n_groups);
+}
+
+static float lanes_row_2(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 2); }
+static float lanes_row_3(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 3); }
+static float lanes_row_4(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 4); }
+
+/* One token, every group 1 bit (binarized groups; 1-bit layers always store
+ * zeros): Σ_j q_j·x_j is the sum of x where the bit is set, so each byte of
+ * codes becomes an 8-lane mask by a compare against the lane's bit and the
+ * sum needs no integer-to-float conversion. */
+static float bits_row_1(const fused_job *j, int64_t r) {
+    const qint_header *h = j->h;
+    const uint8_t *p = row_codes(h, r);
+    const uint16_t *scales = (const uint16_t *)(base_of(h) + h->scales_off) + r * h->n_groups;
+    const uint16_t *zeros = (const uint16_t *)(base_of(h) + h->zeros_off) + r * h->n_groups;
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const float *x = j->x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < h->n_groups; g++) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 16 <= h->group_size; k += 16, p += 2, x += 16) {
+            __m256i m0 = _mm256_and_si256(_mm256_set1_epi32(p[0]), bit), m1 = _mm256_and_si256(_mm256_set1_epi32(p[1]), bit);
+            a0 = _mm256_add_ps(a0, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m0, bit)), _mm256_loadu_ps(x)));
+            a1 = _mm256_add_ps(a1, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m1, bit)), _mm256_loadu_ps(x + 8)));
+        }
+        if (k < h->group_size) { /* a group of 8 mod 16 */
+            __m256i m0 = _mm256_and_si256(_mm256_set1_epi32(p[0]), bit);
+            a0 = _mm256_add_ps(a0, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m0, bit)), _mm256_loadu_ps(x)));
+            p += 1, x += 8;
+        }
+        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale_value(scales[g])), acc);
+    }
+    return hsum(acc) - zero_terms_of(scales, zeros, 0, j->xsum, h->n_groups);
 }
 
 static float uniform_row_le4(const fused_job *j, int64_t r) {
@@ -373,14 +459,15 @@ static void fused_task(void *arg, int task, int worker) {
     }
 }
 
-/* [x0 x2 .. x14 | x1 x3 .. x15] for every 16 columns. */
-static void split_even_odd(const float *x, int64_t n, float *out) {
-    for (int64_t c = 0; c < n; c += 16)
-        for (int k = 0; k < 8; k++) out[c + k] = x[c + 2 * k], out[c + 8 + k] = x[c + 2 * k + 1];
+/* x in the order of the lane fields: per chunk of 8·m columns, out[8f + i] = x[m·i + f]. */
+static void permute_for_lanes(const float *x, int64_t n, int m, float *out) {
+    for (int64_t c = 0; c < n; c += 8 * m)
+        for (int f = 0; f < m; f++)
+            for (int i = 0; i < 8; i++) out[c + 8 * f + i] = x[c + m * i + f];
 }
 
 /* One token, uniform widths: the kernel for the width, and Σ x per group
- * (and the split x for 4 bits) in the caller's scratch, read-only while
+ * (and x in lane-field order for 2..4 bits) in the caller's scratch, read-only while
  * the tasks run. */
 static void choose_row_kernel(fused_job *j, sb_matmul_ctx *ctx) {
     const qint_header *h = j->h;
@@ -392,12 +479,13 @@ static void choose_row_kernel(fused_job *j, sb_matmul_ctx *ctx) {
     j->xsum = xsum;
     int kind = kind_of(h->bits);
     j->row_1 = kind == KIND_8 ? uniform_row_8 : kind == KIND_LE4 ? uniform_row_le4 : uniform_row_le7;
-    if (h->bits == 4 && h->group_size % 16 == 0) {
+    if (h->bits >= 2 && h->bits <= 4 && h->group_size % lane_chunk(h->bits) == 0) {
         float *xperm = ctx->scratch + xsum_floats;
-        split_even_odd(j->x, h->cols, xperm);
+        permute_for_lanes(j->x, h->cols, lane_chunk(h->bits) / 8, xperm);
         j->xperm = xperm;
-        j->row_1 = nibble_row_1;
+        j->row_1 = h->bits == 2 ? lanes_row_2 : h->bits == 3 ? lanes_row_3 : lanes_row_4;
     }
+    if (h->bits == 1) j->row_1 = bits_row_1; /* groups are a multiple of 8 here (simd_ok) */
 }
 
 static void fused_matmul(const qint_header *h, const float *x, int64_t n_tok, float *y, sb_matmul_ctx *ctx) {
@@ -434,13 +522,21 @@ static int group_width(const uint8_t *group_bits, int bits, int64_t i) { return 
 
 static int check_widths(int64_t n, int bits, const uint8_t *group_bits, sb_err *err) {
     if (!group_bits) {
-        if (bits < MIN_BITS || bits > MAX_BITS) return sb_err_set(err, SB_EINPUT, "qint: bits %d is not in 2..8", bits);
+        if (bits < MIN_BITS || bits > MAX_BITS) return sb_err_set(err, SB_EINPUT, "qint: bits %d is not in 1..8", bits);
         return SB_OK;
     }
     for (int64_t i = 0; i < n; i++)
         if (group_bits[i] < MIN_BITS || group_bits[i] > MAX_BITS)
-            return sb_err_set(err, SB_EINPUT, "qint: group_bits[%lld] = %d is not in 2..8", (long long)i, group_bits[i]);
+            return sb_err_set(err, SB_EINPUT, "qint: group_bits[%lld] = %d is not in 1..8", (long long)i, group_bits[i]);
     return SB_OK;
+}
+
+/* Zeros of 2..8-bit groups are integers on the code grid; a 1-bit group's
+ * zero is any finite offset (a binarized group mu ± alpha is scale = 2·alpha,
+ * zero = 1/2 - mu/scale), stored rounded to f16 like the scales. */
+static bool zero_ok(float zero, unsigned maxq) {
+    if (maxq == 1) return (sb_f32_to_f16(zero) & 0x7c00u) != 0x7c00u;
+    return zero >= 0 && zero <= (float)maxq && zero == (float)(int)zero;
 }
 
 static int check_values(int64_t rows, int64_t cols, int group_size, int bits, const uint8_t *group_bits,
@@ -453,9 +549,11 @@ static int check_values(int64_t rows, int64_t cols, int group_size, int bits, co
             uint16_t s16 = sb_f32_to_f16(scales[i]);
             if ((s16 & 0x7c00u) == 0x7c00u)
                 return sb_err_set(err, SB_EINPUT, "qint: scale[%lld] = %g is not a finite f16", (long long)i, scales[i]);
-            if (zeros && !(zeros[i] >= 0 && zeros[i] <= (float)maxq && zeros[i] == (float)(int)zeros[i]))
-                return sb_err_set(err, SB_EINPUT, "qint: zero[%lld] = %g is not an integer in 0..%u", (long long)i,
-                                  zeros[i], maxq);
+            if (zeros && !zero_ok(zeros[i], maxq))
+                return sb_err_set(err, SB_EINPUT, "qint: zero[%lld] = %g is not %s", (long long)i, zeros[i],
+                                  maxq == 1 ? "a finite f16 offset (1-bit group)" : "an integer in 0..maxq");
+            if (!zeros && maxq == 1)
+                return sb_err_set(err, SB_EINPUT, "qint: 1-bit groups need stored zeros (an asymmetric layer)");
             const uint8_t *q = codes + r * cols + g * group_size;
             for (int k = 0; k < group_size; k++)
                 if (q[k] > maxq)
@@ -470,6 +568,15 @@ static int64_t row_words_of(int64_t r, int64_t n_groups, int group_size, int bit
     int64_t row_bits = 0;
     for (int64_t g = 0; g < n_groups; g++) row_bits += (int64_t)group_size * group_width(group_bits, bits, r * n_groups + g);
     return (row_bits + 63) / 64;
+}
+
+/* Mixed widths whose rows all take the same number of words (SliM-LLM: one
+ * allocation per column group) need no row offsets: that count, else 0. */
+static int64_t common_row_words(int64_t rows, int64_t n_groups, int group_size, const uint8_t *group_bits) {
+    int64_t first = row_words_of(0, n_groups, group_size, 0, group_bits);
+    for (int64_t r = 1; r < rows; r++)
+        if (row_words_of(r, n_groups, group_size, 0, group_bits) != first) return 0;
+    return first;
 }
 
 static void put_code(uint64_t *row, uint64_t pos, unsigned code, int b) {
@@ -490,10 +597,11 @@ static void pack_row(uint64_t *row, const uint8_t *codes, int64_t r, const qint_
 
 /* Lays out the offsets of every array (see the byte map in format_qint.h). */
 static void plan_layout(qint_header *h, int64_t code_words, bool mixed) {
+    bool offsets = h->row_words == 0;
     int64_t n_scales = h->rows * h->n_groups;
     h->codes_off = HEADER_BYTES;
     h->row_off_off = h->codes_off + 8u * (uint64_t)code_words;
-    h->scales_off = h->row_off_off + (mixed ? 8u * (uint64_t)h->rows : 0);
+    h->scales_off = h->row_off_off + (offsets ? 8u * (uint64_t)h->rows : 0);
     h->zeros_off = h->scales_off + 2u * (uint64_t)n_scales;
     h->group_bits_off = h->zeros_off + (h->symmetric ? 0 : 2u * (uint64_t)n_scales);
     h->end_off = h->group_bits_off + (mixed ? (uint64_t)(n_scales + 1) / 2 : 0);
@@ -505,9 +613,9 @@ static void fill_payload(uint8_t *base, const qint_header *h, int bits, const ui
     uint64_t *words = (uint64_t *)(base + h->codes_off), *row_off = (uint64_t *)(base + h->row_off_off);
     int64_t word = 0;
     for (int64_t r = 0; r < h->rows; r++) {
-        if (group_bits) row_off[r] = (uint64_t)word;
+        if (!h->row_words) row_off[r] = (uint64_t)word;
         pack_row(words + word, codes, r, h, bits, group_bits);
-        word += group_bits ? row_words_of(r, h->n_groups, h->group_size, bits, group_bits) : h->row_words;
+        word += h->row_words ? h->row_words : row_words_of(r, h->n_groups, h->group_size, bits, group_bits);
     }
     uint16_t *s16 = (uint16_t *)(base + h->scales_off), *z16 = (uint16_t *)(base + h->zeros_off);
     for (int64_t i = 0; i < n_scales; i++) s16[i] = sb_f32_to_f16(scales[i]);
@@ -529,9 +637,9 @@ int sb_qint_pack(int64_t rows, int64_t cols, int group_size, int bits, const uin
 
     qint_header h = {.rows = rows, .cols = cols, .group_size = group_size, .n_groups = (int32_t)n_groups,
                      .bits = group_bits ? 0 : bits, .symmetric = zeros == NULL};
-    h.row_words = group_bits ? 0 : (cols * bits + 63) / 64;
+    h.row_words = group_bits ? common_row_words(rows, n_groups, group_size, group_bits) : (cols * bits + 63) / 64;
     int64_t code_words = 1; /* the guard word */
-    for (int64_t r = 0; r < rows; r++) code_words += group_bits ? row_words_of(r, n_groups, group_size, bits, group_bits) : h.row_words;
+    for (int64_t r = 0; r < rows; r++) code_words += h.row_words ? h.row_words : row_words_of(r, n_groups, group_size, bits, group_bits);
     plan_layout(&h, code_words, group_bits != NULL);
 
     void *mem = NULL;
@@ -567,4 +675,12 @@ float sb_qint_scale_at(const sb_linear *w, int64_t row, int group) { return scal
 float sb_qint_zero_at(const sb_linear *w, int64_t row, int group) {
     const qint_header *h = header_of(w);
     return zero_of(h, row, group, width_of(h, row, group));
+}
+
+bool sb_qint_layout_of(const sb_linear *w, sb_qint_layout *out) {
+    if (w->fmt != &sb_format_qint) return false;
+    const qint_header *h = header_of(w);
+    *out = (sb_qint_layout){h->rows, h->cols, h->row_words, h->group_size, h->n_groups, h->bits, h->symmetric,
+                            h->codes_off, h->row_off_off, h->scales_off, h->zeros_off, h->group_bits_off, h->end_off};
+    return true;
 }

@@ -12,8 +12,9 @@
  *      input second moment is accumulated in float64:
  *          C = (1/n)·Σ_t x_t x_tᵀ,  n = token rows seen by that linear
  *            = n_samples · seq_len;
- *   2. C = QΛQᵀ by cyclic Jacobi (float64), negative eigenvalues (round-off
- *      of a positive semi-definite matrix) clamped to 0; S = QΛ^½;
+ *   2. C = QΛQᵀ (float64, sb_symmetric_eigen: Householder + implicit QL),
+ *      negative eigenvalues (round-off of a positive semi-definite matrix)
+ *      clamped to 0; S = QΛ^½;
  *   3. Δ = W − W_c; Δ·S ≈ U_r Σ_r V_rᵀ (sb_lowrank_factorize);
  *      B = U_r Σ_r^½ and A = Σ_r^½ V_rᵀ S⁻¹ (METHODS.md);
  *   4. W_c is wrapped by the low-rank add-on: Ŵ = W_c + B·A;
@@ -28,11 +29,11 @@
  * cannot blow A up, and no eigenvalue floor is needed to make S invertible:
  * a singular C (fewer tokens than columns, dead channels) is fine.
  *
- * Cost per linear (cols = c, rows = m): Jacobi ≈ 6·c³ flops per sweep and
- * typically 6-10 sweeps (c = 2048: ~5e11 flops, minutes on one core; it is
- * O(c³) and unblocked, so for c ≳ 4096 it becomes the bottleneck), plus the
- * products m·c² for Δ·S and the error measures, plus two truncated SVDs
- * (EoRA's and, for the report, LoRC's at the same rank under the same C). */
+ * Cost per linear (cols = c, rows = m): the eigendecomposition ≈ 9·c³ flops
+ * (cyclic Jacobi, used before, took ~60·c³ with strided access: 98 s for
+ * the built-in model, now a few seconds), plus the products m·c² for Δ·S
+ * and the error measures, plus two truncated SVDs (EoRA's and, for the
+ * report, LoRC's at the same rank under the same C). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,7 @@
 #include "blas.h"
 #include "calibration.h"
 #include "format_lowrank.h"
+#include "linalg.h"
 #include "plugin.h"
 
 enum { N_LINEARS = 7 };
@@ -57,57 +59,6 @@ static const sb_linear *const_linear_of(const sb_block *b, int i) { return linea
  * belongs to the runner's snapshot, so it must not be wrapped. */
 static bool unchanged(const sb_linear *cur, const sb_linear *orig) {
     return cur->data == orig->data || (cur->owned && cur->owned == orig->owned);
-}
-
-/* ---- symmetric eigendecomposition ---------------------------------------- */
-
-/* One Jacobi rotation zeroing a[p][q] of the symmetric n x n matrix a
- * (row-major), accumulated into the eigenvector columns of v. */
-static void jacobi_rotate(double *a, double *v, int n, int p, int q) {
-    double apq = a[(size_t)p * n + q];
-    double theta = (a[(size_t)q * n + q] - a[(size_t)p * n + p]) / (2 * apq);
-    double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
-    double c = 1 / sqrt(t * t + 1), s = t * c;
-    for (int k = 0; k < n; k++) { /* columns: A·J */
-        double akp = a[(size_t)k * n + p], akq = a[(size_t)k * n + q];
-        a[(size_t)k * n + p] = c * akp - s * akq;
-        a[(size_t)k * n + q] = s * akp + c * akq;
-    }
-    for (int k = 0; k < n; k++) { /* rows: Jᵀ·(A·J) */
-        double apk = a[(size_t)p * n + k], aqk = a[(size_t)q * n + k];
-        a[(size_t)p * n + k] = c * apk - s * aqk;
-        a[(size_t)q * n + k] = s * apk + c * aqk;
-    }
-    a[(size_t)p * n + q] = a[(size_t)q * n + p] = 0; /* exact zero, not round-off */
-    for (int k = 0; k < n; k++) {
-        double vkp = v[(size_t)k * n + p], vkq = v[(size_t)k * n + q];
-        v[(size_t)k * n + p] = c * vkp - s * vkq;
-        v[(size_t)k * n + q] = s * vkp + c * vkq;
-    }
-}
-
-static double off_diagonal_sq(const double *a, int n) {
-    double s = 0;
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++) s += a[(size_t)i * n + j] * a[(size_t)i * n + j];
-    return 2 * s;
-}
-
-/* a = Q·diag(lambda)·Qᵀ for symmetric a (n x n, destroyed): cyclic Jacobi,
- * sweeps until the off-diagonal mass is below 1e-28 of the total (float64
- * round-off level) or 100 sweeps.  Eigenvectors are q's columns.  Jacobi
- * is chosen over tridiagonal QR for its simplicity and its high relative
- * accuracy on small eigenvalues, which the whitening S relies on. */
-static void symmetric_eigen(double *a, int n, double *q, double *lambda) {
-    double total = 0;
-    for (int64_t i = 0; i < (int64_t)n * n; i++) total += a[i] * a[i];
-    memset(q, 0, sizeof(double) * (size_t)n * n);
-    for (int i = 0; i < n; i++) q[(size_t)i * n + i] = 1;
-    for (int sweep = 0; sweep < 100 && off_diagonal_sq(a, n) > 1e-28 * total; sweep++)
-        for (int p = 0; p < n; p++)
-            for (int r = p + 1; r < n; r++)
-                if (a[(size_t)p * n + r] != 0) jacobi_rotate(a, q, n, p, r);
-    for (int i = 0; i < n; i++) lambda[i] = a[(size_t)i * n + i];
 }
 
 /* ---- one linear ------------------------------------------------------------ */
@@ -244,9 +195,9 @@ static int eigen_of_c(lin_work *k, sb_err *err) {
     double *a = sb_malloc(err, sizeof(double) * (size_t)(k->cols * k->cols));
     if (!a) return SB_EINTERNAL;
     memcpy(a, k->c, sizeof(double) * (size_t)(k->cols * k->cols));
-    symmetric_eigen(a, (int)k->cols, k->q, k->lambda);
+    int rc = sb_symmetric_eigen(a, (int)k->cols, k->lambda, k->q, err);
     free(a);
-    return SB_OK;
+    return rc;
 }
 
 /* Replaces *cur by W_c + B·A (EoRA) and fills res. */
@@ -394,7 +345,9 @@ static int check_model(const sb_model *m, const sb_model *ref, int rank, int seq
     if (ref->n_layer != m->n_layer)
         return sb_err_set(err, SB_EINPUT, "eora: the model has %d blocks, the reference %d (an earlier step dropped blocks)",
                           m->n_layer, ref->n_layer);
-    if (m->pos_embd && seq_len > m->max_positions)
+    if (sb_model_is_sliced(m)) /* rotated weights: the difference to the originals is no error to compensate */
+        return sb_err_set(err, SB_EINPUT, "eora: the model is sliced (SliceGPT); its weights no longer compare with the loaded ones");
+    if (!m->vision && m->pos_embd && seq_len > m->max_positions)
         return sb_err_set(err, SB_EINPUT, "eora: seq_len %d exceeds the model's %d positions", seq_len, m->max_positions);
     for (int l = 0; l < m->n_layer; l++)
         for (int i = 0; i < N_LINEARS; i++) {
@@ -437,7 +390,7 @@ static int eora_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb
     memset(&set, 0, sizeof set);
     int rc = check_model(m, e.ref, e.rank, cc.seq_len, err);
     if (!rc) rc = sb_calib_config_check(&cc, err);
-    if (!rc) rc = sb_calib_draw(m->tokenizer, &cc, &set, err);
+    if (!rc) rc = m->vision ? sb_calib_draw_images(m, &cc, &set, err) : sb_calib_draw(m->tokenizer, &cc, &set, err);
     if (!rc) rc = sb_calib_run_new(m, &set, ctx, &e.calib, err);
     if (!rc && !(e.layers = cJSON_CreateArray())) rc = sb_err_set(err, SB_EINTERNAL, "out of memory");
     if (!rc) rc = compensate_model(&e, err);
