@@ -576,6 +576,9 @@ static bool compressed_before(const sb_model *m, const sb_model *ref) {
 }
 
 static int check_model(const sb_model *m, const sb_slicegpt_opts *o, const sb_run_ctx *ctx, sb_err *err) {
+    if (m->vision || !m->tok_embd.fmt)
+        return sb_err_set(err, SB_EINPUT,
+                          "%s is an image model; slicegpt slices text models (calibration from a text file)", m->path);
     for (int l = 0; l < m->n_layer; l++)
         if (m->blocks[l].post_attn_norm.weight || m->blocks[l].post_mlp_norm.weight)
             return sb_err_set(err, SB_EINPUT,
