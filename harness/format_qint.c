@@ -676,3 +676,11 @@ float sb_qint_zero_at(const sb_linear *w, int64_t row, int group) {
     const qint_header *h = header_of(w);
     return zero_of(h, row, group, width_of(h, row, group));
 }
+
+bool sb_qint_layout_of(const sb_linear *w, sb_qint_layout *out) {
+    if (w->fmt != &sb_format_qint) return false;
+    const qint_header *h = header_of(w);
+    *out = (sb_qint_layout){h->rows, h->cols, h->row_words, h->group_size, h->n_groups, h->bits, h->symmetric,
+                            h->codes_off, h->row_off_off, h->scales_off, h->zeros_off, h->group_bits_off, h->end_off};
+    return true;
+}
