@@ -235,25 +235,58 @@ static void add_channel_stats(sb_linear_stats *st, const double *x, int64_t n_ro
         }
 }
 
-void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows) {
+/* H += add · chunkᵀ·chunk on the upper triangle, as a fixed grid of
+ * H_TILE x H_TILE tiles (one task each: dsyrk on the diagonal, dgemm
+ * above it).  Every tile's sums run in the same order whichever thread
+ * takes it, so H does not depend on the thread count. */
+enum { H_TILE = 128 };
+
+typedef struct syrk_job {
+    sb_linear_stats *st;
+    int64_t n_rows;
+    double add;
+    int tiles; /* per side */
+} syrk_job;
+
+static void syrk_tile(void *arg, int task, int worker) {
+    (void)worker;
+    const syrk_job *j = arg;
+    int ti = 0, tj = task; /* task -> (ti, tj), ti <= tj, row by row of the upper triangle */
+    while (tj >= j->tiles - ti) tj -= j->tiles - ti, ti++;
+    tj += ti;
+    int64_t c = j->st->cols, i0 = ti * (int64_t)H_TILE, j0 = tj * (int64_t)H_TILE;
+    int ni = (int)(c - i0 < H_TILE ? c - i0 : H_TILE), nj = (int)(c - j0 < H_TILE ? c - j0 : H_TILE);
+    const double *x = j->st->chunk;
+    double *h = j->st->h + i0 * c + j0;
+    if (ti == tj)
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ni, (int)j->n_rows, j->add, x + i0, (int)c, 1.0, h, (int)c);
+    else
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, nj, (int)j->n_rows, j->add, x + i0, (int)c, x + j0,
+                    (int)c, 1.0, h, (int)c);
+}
+
+void sb_linear_stats_add_pool(sb_linear_stats *st, const float *x, int64_t n_rows, sb_pool *pool) {
     int64_t c = st->cols;
     /* gptq: H *= n / (n + 1); n += 1; H += (2 / n) · Σ x xᵀ */
     double keep = (double)st->n_seqs / (double)(st->n_seqs + 1);
     st->n_seqs++;
     double add = 2.0 / (double)st->n_seqs;
     for (int64_t i = 0; i < c * c; i++) st->h[i] *= keep;
+    syrk_job job = {st, 0, add, (int)((c + H_TILE - 1) / H_TILE)};
     for (int64_t r0 = 0; r0 < n_rows; r0 += SB_STATS_CHUNK) {
         int64_t nr = n_rows - r0 < SB_STATS_CHUNK ? n_rows - r0 : SB_STATS_CHUNK;
         for (int64_t i = 0; i < nr * c; i++) st->chunk[i] = (double)x[r0 * c + i];
         add_channel_stats(st, st->chunk, nr);
-        /* upper triangle of H += add · chunkᵀ · chunk */
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)c, (int)nr, add, st->chunk, (int)c, 1.0, st->h, (int)c);
+        job.n_rows = nr;
+        sb_pool_run(pool, syrk_tile, &job, job.tiles * (job.tiles + 1) / 2);
     }
     for (int64_t i = 0; i < c; i++)
         for (int64_t j = i + 1; j < c; j++) st->h[j * c + i] = st->h[i * c + j];
     st->n_rows += n_rows;
     for (int64_t i = 0; i < c; i++) st->mean[i] = st->sum[i] / (double)st->n_rows;
 }
+
+void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows) { sb_linear_stats_add_pool(st, x, n_rows, NULL); }
 
 /* ---- block-by-block capture --------------------------------------------- */
 
@@ -275,7 +308,7 @@ static void observe(void *user, int layer, const sb_linear *w, const float *x, i
     sb_calib_run *r = user;
     if (layer != r->layer) return;
     for (int i = 0; i < r->n_stats; i++)
-        if (r->stats[i].target == w) sb_linear_stats_add(&r->stats[i], x, n_rows);
+        if (r->stats[i].target == w) sb_linear_stats_add_pool(&r->stats[i], x, n_rows, r->ctx ? r->ctx->pool : NULL);
 }
 
 static int embed_all(sb_calib_run *r, sb_err *err) {
