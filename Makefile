@@ -4,8 +4,11 @@
 #   make test SANITIZE=1 the same under AddressSanitizer + UBSan (separate build dir)
 #   make bench           engine speed benchmark (ratios against GEMM peak and memory bandwidth)
 #   make demo            the built-in model through a compression sweep: leaderboard + plots in results/demo/
-#   make builtin-models  retrains datasets/builtin/ from the built-in corpus (a few minutes)
+#   make builtin-models  retrains datasets/builtin/ from the built-in corpus and shapes (a few minutes)
+#   make builtin-vit     retrains only the built-in ViT (datasets/builtin/vit-shapes)
 #   BLAS=openblas (default) or BLAS=blis selects the CBLAS implementation.
+#   CUDA=1 / CUDA=0      with / without the CUDA backend (default: with it when nvcc is
+#                        on the PATH or at /usr/local/cuda/bin); CUDA_ARCH sets -gencode.
 
 CC       ?= cc
 BLAS     ?= openblas
@@ -14,7 +17,7 @@ ARCH     ?= -march=native
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 
 CFLAGS   = -std=c11 -O2 $(ARCH) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iharness -Idatasets
-LDLIBS   = -lcjson -lcsv -lm -lpthread -ldl
+LDLIBS   = -lcjson -lcsv -lpng -lm -lpthread -ldl
 
 ifeq ($(BLAS),openblas)
   CFLAGS += $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/$(MULTIARCH)/openblas-pthread)
@@ -34,12 +37,31 @@ ifeq ($(MPI),1)
   MPI_SUFFIX := -mpi
 endif
 
+# The CUDA backend (harness/cuda/*.cu) goes into the same executable when nvcc is found.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
+ifeq ($(origin CUDA),undefined)
+  CUDA := $(if $(NVCC),1,0)
+endif
+ifeq ($(CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but no nvcc on the PATH or at /usr/local/cuda/bin; set NVCC=/path/to/nvcc)
+  endif
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  # A100 (sm_80) and H100/H200 (sm_90) as machine code, PTX for newer GPUs.
+  CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+  NVCCFLAGS = -std=c++17 -O2 -g $(CUDA_ARCH) -Iharness -DSB_CUDA -Werror all-warnings \
+              -Xcompiler -Wall,-Wextra,-Werror,-fPIC
+  CFLAGS += -DSB_CUDA
+  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+  CUDA_SUFFIX := -cuda
+endif
+
 ifeq ($(SANITIZE),1)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
-  BUILD := build/san-$(BLAS)$(MPI_SUFFIX)
+  BUILD := build/san-$(BLAS)$(MPI_SUFFIX)$(CUDA_SUFFIX)
 else
-  BUILD := build/$(BLAS)$(MPI_SUFFIX)
+  BUILD := build/$(BLAS)$(MPI_SUFFIX)$(CUDA_SUFFIX)
 endif
 
 .DEFAULT_GOAL := all
@@ -50,6 +72,10 @@ ifneq ($(MPI),1)
   LIB_SRC := $(filter-out harness/runner_mpi.c,$(LIB_SRC))
 endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(CUDA),1)
+  CUDA_SRC := $(wildcard harness/cuda/*.cu)
+  LIB_OBJ  += $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+endif
 # The plot templates plots/*.gp (the source of truth) are compiled into the binary
 # as C strings (plot.h), so `slimbench plot` works from any directory.
 PLOT_TEMPLATES := $(sort $(wildcard plots/*.gp))
@@ -72,7 +98,7 @@ $(BUILD)/harness/version.o: CFLAGS += -DSB_GIT_COMMIT=\"$(GIT_COMMIT)\"
 $(BUILD)/harness/version.o: FORCE
 FORCE:
 
-.PHONY: all test test-mpi slimbench-mpi bench clean slimbench FORCE demo builtin-models
+.PHONY: all test test-mpi slimbench-mpi bench clean slimbench FORCE demo builtin-models builtin-vit
 all: slimbench
 
 # Copy then rename: a running ./slimbench keeps its old inode instead of failing the copy.
@@ -90,6 +116,10 @@ $(BUILD)/plugins/%.so: tests/plugins/%.c
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -124,7 +154,7 @@ demo: slimbench
 BUILTIN := datasets/builtin
 BUILTIN_MODEL := $(BUILTIN)/story-1.7m
 BUILTIN_DATA := $(BUILD)/builtin-data
-builtin-models: slimbench
+builtin-models: slimbench builtin-vit
 	./slimbench data corpus --out $(BUILTIN_DATA)
 	./slimbench data bpe --input $(BUILTIN_DATA)/train.txt --vocab 1024 --out $(BUILTIN_DATA)/tokenizer
 	./slimbench train --config $(BUILTIN)/train.json --data $(BUILTIN_DATA)/train.txt \
@@ -134,6 +164,16 @@ builtin-models: slimbench
 	cp $(BUILTIN_DATA)/model/config.json $(BUILTIN_DATA)/model/model.safetensors \
 	    $(BUILTIN_DATA)/model/tokenizer.json $(BUILTIN_DATA)/model/tokenizer_config.json $(BUILTIN_MODEL)/
 	cp $(BUILTIN_DATA)/model/train_log.json $(BUILTIN)/
+
+# The built-in image classifier: a ViT trained on builtin:shapes (datasets/image_synth.c), the
+# same rules as above (2 threads, bit-identical checkpoint, the log beside the config).
+VIT_MODEL := $(BUILTIN)/vit-shapes
+builtin-vit: slimbench
+	./slimbench train-vit --config $(BUILTIN)/vit_train.json --data builtin:shapes:train --valid builtin:shapes:valid \
+	    --test builtin:shapes:test --out $(BUILTIN_DATA)/vit --dtype bf16 --threads 2
+	mkdir -p $(VIT_MODEL)
+	cp $(BUILTIN_DATA)/vit/config.json $(BUILTIN_DATA)/vit/model.safetensors $(BUILTIN_DATA)/vit/preprocessor_config.json $(VIT_MODEL)/
+	cp $(BUILTIN_DATA)/vit/train_log.json $(BUILTIN)/vit_train_log.json
 
 clean:
 	rm -rf build slimbench

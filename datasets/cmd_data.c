@@ -7,6 +7,9 @@
  *       DIR/agreement.jsonl, recall.jsonl, arithmetic.jsonl (N questions each)
  *   slimbench data bpe --input FILE --vocab N --out DIR
  *       DIR/tokenizer.json, tokenizer_config.json (byte-level BPE trained on FILE)
+ *   slimbench data images PATH [--limit N] [--write DIR]
+ *       loads an image set (image_set.h) and prints its counts per class;
+ *       --write saves it as a class folder DIR/<class>/<index>.ppm|.pgm
  *
  * DIR is created when missing.  Prints one line per file written. */
 #include <errno.h>
@@ -18,6 +21,7 @@
 
 #include "bpe_train.h"
 #include "cli.h"
+#include "image_set.h"
 #include "mapped_file.h"
 #include "results.h"
 #include "story_corpus.h"
@@ -139,6 +143,66 @@ static int data_bpe(int argc, char **argv, sb_err *err) {
     return rc;
 }
 
+/* Image size and channels when every image shares them, else "mixed". */
+static void describe_sizes(const sb_image_set *set, char *buf, size_t n) {
+    const sb_image *a = &set->images[0];
+    for (int i = 1; i < set->n_images; i++) {
+        const sb_image *b = &set->images[i];
+        if (b->width != a->width || b->height != a->height || b->channels != a->channels) {
+            snprintf(buf, n, "mixed sizes");
+            return;
+        }
+    }
+    snprintf(buf, n, "%dx%d, %d channel%s", a->width, a->height, a->channels, a->channels > 1 ? "s" : "");
+}
+
+/* DIR/<class>/<index>.ppm (P6) or .pgm (P5): the set as a folder any loader reads back. */
+static int write_image_folder(const sb_image_set *set, const char *dir, sb_err *err) {
+    int rc = sb_make_dirs(dir, err);
+    for (int i = 0; rc == SB_OK && i < set->n_images; i++) {
+        const sb_image *im = &set->images[i];
+        char cls[256], path[4096];
+        snprintf(cls, sizeof cls, "%s", set->labels[i] >= 0 ? set->class_names[set->labels[i]] : "unlabelled");
+        for (char *c = cls; *c; c++) *c = *c == '/' || *c == '.' ? '_' : *c;   /* a name, never a path */
+        snprintf(path, sizeof path, "%s/%s", dir, cls);
+        rc = sb_make_dirs(path, err);
+        if (rc) break;
+        snprintf(path, sizeof path, "%s/%s/%05d.%s", dir, cls, i, im->channels == 3 ? "ppm" : "pgm");
+        FILE *f = fopen(path, "wb");
+        size_t n = (size_t)im->width * im->height * im->channels;
+        int ok = f && fprintf(f, "P%c\n%d %d\n255\n", im->channels == 3 ? '6' : '5', im->width, im->height) > 0 &&
+                 fwrite(im->pixels, 1, n, f) == n;
+        if (f && fclose(f) != 0) ok = 0;
+        if (!ok) rc = sb_err_set(err, SB_EINPUT, "%s: cannot write: %s", path, strerror(errno));
+    }
+    if (rc == SB_OK) printf("wrote %d images under %s\n", set->n_images, dir);
+    return rc;
+}
+
+static int data_images(int argc, char **argv, sb_err *err) {
+    static const char *const with_value[] = {"--limit", "--write", NULL};
+    long long limit = 0;
+    const char *path = argc > 0 && strncmp(argv[0], "--", 2) != 0 ? argv[0] : NULL;
+    if (!path) return sb_err_set(err, SB_EINPUT, "data images needs a PATH (folder, CIFAR batch, IDX file or builtin:shapes)");
+    int rc = sb_flags_check(argc - 1, argv + 1, with_value, NULL, err);
+    if (rc == SB_OK) rc = int_flag(argc - 1, argv + 1, "--limit", 0, 1 << 30, &limit, err);
+    sb_image_set *set = NULL;
+    if (rc == SB_OK) rc = sb_image_set_load(path, (int)limit, &set, err);
+    if (rc != SB_OK) return rc;
+    char sizes[64];
+    describe_sizes(set, sizes, sizeof sizes);
+    printf("%s: %d images, %d classes, %s\n", set->source, set->n_images, set->n_classes, sizes);
+    for (int c = 0; c < set->n_classes; c++) {
+        int count = 0;
+        for (int i = 0; i < set->n_images; i++) count += set->labels[i] == c;
+        printf("  %3d %-24s %d\n", c, set->class_names[c], count);
+    }
+    const char *write = sb_flag_value(argc - 1, argv + 1, "--write");
+    rc = write ? write_image_folder(set, write, err) : SB_OK;
+    sb_image_set_free(set);
+    return rc;
+}
+
 int sb_cmd_data(int argc, char **argv) {
     sb_err err = {0};
     int rc;
@@ -146,7 +210,8 @@ int sb_cmd_data(int argc, char **argv) {
     if (strcmp(what, "corpus") == 0) rc = data_corpus(argc - 1, argv + 1, &err);
     else if (strcmp(what, "mc") == 0) rc = data_mc(argc - 1, argv + 1, &err);
     else if (strcmp(what, "bpe") == 0) rc = data_bpe(argc - 1, argv + 1, &err);
-    else rc = sb_err_set(&err, SB_EINPUT, "data needs one of: corpus, mc, bpe (not '%s')", what);
+    else if (strcmp(what, "images") == 0) rc = data_images(argc - 1, argv + 1, &err);
+    else rc = sb_err_set(&err, SB_EINPUT, "data needs one of: corpus, mc, bpe, images (not '%s')", what);
     if (rc != SB_OK) return sb_cli_fail(&err);
     return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -31,7 +31,7 @@
 #include "tokenizer.h"
 #include "vec.h"
 
-#define SB_PLUGIN_ABI 2
+#define SB_PLUGIN_ABI 3
 
 /* ---- parameters ---------------------------------------------------------- */
 

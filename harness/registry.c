@@ -19,6 +19,10 @@ extern const sb_method sb_method_eora;
 extern const sb_method sb_method_sleb;
 extern const sb_method sb_method_magnitude;
 extern const sb_method sb_method_slim_llm;
+extern const sb_method sb_method_pyramid_drop;
+extern const sb_method sb_method_zero_tprune;
+extern const sb_method sb_method_pb_llm;
+extern const sb_method sb_method_slicegpt;
 
 static const sb_method *const builtin_methods[] = {
     &sb_method_dense,
@@ -29,6 +33,10 @@ static const sb_method *const builtin_methods[] = {
     &sb_method_sleb,
     &sb_method_magnitude,
     &sb_method_slim_llm,
+    &sb_method_pyramid_drop,
+    &sb_method_zero_tprune,
+    &sb_method_pb_llm,
+    &sb_method_slicegpt,
 };
 
 /* ---- built-in tasks ---- */
@@ -36,11 +44,17 @@ extern const sb_task sb_task_speed;
 extern const sb_task sb_task_perplexity;
 extern const sb_task sb_task_kld;
 extern const sb_task sb_task_mc;
+extern const sb_task sb_task_image_classification;
+extern const sb_task sb_task_image_speed;
+extern const sb_task sb_task_image_quality;
 static const sb_task *const builtin_tasks[] = {
     &sb_task_speed,
     &sb_task_perplexity,
     &sb_task_kld,
     &sb_task_mc,
+    &sb_task_image_classification,
+    &sb_task_image_speed,
+    &sb_task_image_quality,
 };
 
 const sb_named sb_registry_archs[] = {
@@ -50,6 +64,8 @@ const sb_named sb_registry_archs[] = {
     {"opt", "OPT (HF opt, pre-norm variants)"},
     {"gpt2", "GPT-2 (HF gpt2)"},
     {"phi", "Phi-2 (HF phi)"},
+    {"vit", "ViT image classifiers (HF ViTForImageClassification)"},
+    {"deit", "DeiT image classifiers (HF DeiTForImageClassification)"},
     {NULL, NULL},
 };
 
@@ -57,15 +73,21 @@ const sb_named sb_registry_formats[] = {
     {"f32", "32-bit float, used in place from the file when it is f32"},
     {"f16", "IEEE half, decoded tile by tile inside the product"},
     {"bf16", "bfloat16, decoded tile by tile inside the product"},
-    {"qint", "grouped integer codes of 2-8 bits (per group widths allowed), bit-packed, f16 scales/zeros; fused AVX2 product"},
+    {"qint", "grouped integer codes of 1-8 bits (per group widths allowed), bit-packed, f16 scales/zeros; fused AVX2 product"},
     {"csr", "unstructured sparsity: f32 values, 16/32-bit column indices, 32-bit row pointers; fused sparse dot product"},
     {"n:m", "N:M semi-structured sparsity: n f32 values per group of m with packed in-group positions; fused AVX2 2:4 product"},
+    {"pbllm", "partial binarization (PB-LLM): sign + mask bitmaps, f16 alpha/mu per group, 8-bit salient codes; fused AVX2 product"},
     {"lowrank", "add-on W_c + B*A over any other format (f32 factors), two thin products after W_c's own"},
     {NULL, NULL},
 };
 
 const sb_named sb_registry_backends[] = {
     {"cpu", "CBLAS GEMM inside one thread pool, AVX2 kernels for the rest"},
+#ifdef SB_CUDA
+    {"cuda", "cuda[:N][,tf32]: cuBLAS GEMM (f32/TF32, bf16/f16 with f32 accumulation), fused causal attention, qint/csr/n:m/low-rank kernels"},
+#else
+    {"cuda", "not in this build (make CUDA=1 where nvcc is installed)"},
+#endif
     {NULL, NULL},
 };
 

@@ -67,6 +67,11 @@ typedef struct layer_state {
     uint8_t *codes;          /* [rows, cols] permuted */
     float *qw;               /* [rows, cols] permuted dequantized */
     double *row_loss;        /* [rows] */
+    sb_gptq_group_fit fit;   /* a method's group fit, or NULL: min-max */
+    const sb_gptq_elementwise *elem; /* a method's per-weight quantizer, or NULL */
+    void *fit_user;
+    sb_quantizer *row_qz;    /* [rows] scratch of fit */
+    sb_qparams *group_params; /* [rows] scratch of fit */
     /* the block in progress */
     int64_t i1, count;
     float *w1, *err1;        /* [rows, count] */
@@ -87,7 +92,7 @@ static sb_quantizer quantizer_at(const layer_state *s, int64_t r, int64_t c) {
 static sb_qparams params_at(layer_state *s, int64_t r, int64_t c) {
     const sb_gptq_opts *o = s->o;
     if (o->group_size <= 0) return s->fixed[r];
-    if (o->static_groups) return s->fixed[r * s->n_groups + s->perm[c] / s->gs];
+    if (o->static_groups || s->fit) return s->fixed[r * s->n_groups + s->perm[c] / s->gs];
     if (c % s->gs == 0) { /* fitted on the global W: no in-flight updates of this block */
         sb_quantizer qz = quantizer_at(s, r, c);
         s->current[r] = sb_qparams_storable(sb_quantizer_fit(&qz, s->w + r * s->cols + c, s->gs));
@@ -115,17 +120,50 @@ static void block_row(layer_state *s, int64_t r) {
     }
 }
 
+/* block_row with a method's per-weight quantizer (no codes, no groups). */
+static void elem_block_row(layer_state *s, int64_t r) {
+    float *w1 = s->w1 + r * s->count, *e1 = s->err1 + r * s->count;
+    for (int64_t i = 0; i < s->count; i++) {
+        int64_t c = s->i1 + i;
+        float q = s->elem->quantize(s->elem->user, r, c, w1[i]), d = s->u[c * s->cols + c];
+        s->qw[r * s->cols + c] = q;
+        s->row_loss[r] += ((double)w1[i] - q) * ((double)w1[i] - q) / ((double)d * d) / 2;
+        float e = (w1[i] - q) / d;
+        const float *urow = s->u + c * s->cols + s->i1;
+        for (int64_t j = i + 1; j < s->count; j++) w1[j] -= e * urow[j];
+        e1[i] = e;
+    }
+}
+
 static void block_task(void *arg, int task, int worker) {
     (void)worker;
     layer_state *s = arg;
     int64_t r1 = (int64_t)(task + 1) * ROWS_PER_TASK;
-    for (int64_t r = (int64_t)task * ROWS_PER_TASK; r < r1 && r < s->rows; r++) block_row(s, r);
+    for (int64_t r = (int64_t)task * ROWS_PER_TASK; r < r1 && r < s->rows; r++) {
+        if (s->elem) elem_block_row(s, r);
+        else block_row(s, r);
+    }
+}
+
+/* A method's fit (s->fit) of group g for every row into s->fixed. */
+static void fit_group_all_rows(layer_state *s, int64_t g) {
+    for (int64_t r = 0; r < s->rows; r++) s->row_qz[r] = group_quantizer(s, r, g);
+    s->fit(s->fit_user, s->w, s->rows, s->cols, g * s->gs, s->gs, s->row_qz, s->group_params);
+    for (int64_t r = 0; r < s->rows; r++) s->fixed[r * s->n_groups + g] = s->group_params[r];
+}
+
+/* Dynamic groups with a method's fit: the groups starting in this block are
+ * fitted before its columns run, on the global W, which the block's
+ * in-flight updates have not touched yet: the same W params_at would see. */
+static void fit_groups_of_block(layer_state *s, int64_t i2) {
+    for (int64_t g = (s->i1 + s->gs - 1) / s->gs; g * s->gs < i2; g++) fit_group_all_rows(s, g);
 }
 
 static void run_blocks(layer_state *s, sb_pool *pool) {
     for (s->i1 = 0; s->i1 < s->cols; s->i1 += s->o->block_size) {
         int64_t i2 = s->i1 + s->o->block_size < s->cols ? s->i1 + s->o->block_size : s->cols;
         s->count = i2 - s->i1;
+        if (s->fit && !s->o->static_groups) fit_groups_of_block(s, i2);
         for (int64_t r = 0; r < s->rows; r++)
             memcpy(s->w1 + r * s->count, s->w + r * s->cols + s->i1, sizeof(float) * (size_t)s->count);
         sb_pool_run(pool, block_task, s, (int)((s->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK));
@@ -139,6 +177,10 @@ static void run_blocks(layer_state *s, sb_pool *pool) {
 /* Row-wise min-max fits over groups of the (unpermuted) working weights. */
 static void fit_fixed(layer_state *s) {
     int64_t per_row = s->o->group_size <= 0 ? 1 : s->n_groups;
+    if (s->fit && s->o->group_size > 0) {
+        for (int64_t g = 0; g < s->n_groups; g++) fit_group_all_rows(s, g);
+        return;
+    }
     for (int64_t r = 0; r < s->rows; r++)
         for (int64_t g = 0; g < per_row; g++) {
             sb_quantizer qz = group_quantizer(s, r, g);
@@ -227,7 +269,7 @@ static void write_out(const layer_state *s, sb_gptq_out *out) {
 
 static void free_state(layer_state *s) {
     void *bufs[] = {s->w, s->u, s->perm, s->fixed, s->current, s->col_params, s->codes, s->qw, s->row_loss, s->w1,
-                    s->err1};
+                    s->err1, s->row_qz, s->group_params};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
 }
 
@@ -245,8 +287,10 @@ static int alloc_state(layer_state *s, sb_err *err) {
     s->row_loss = sb_calloc(err, (size_t)rows, sizeof(double));
     s->w1 = sb_malloc(err, sizeof(float) * (size_t)(rows * blk));
     s->err1 = sb_malloc(err, sizeof(float) * (size_t)(rows * blk));
+    s->row_qz = sb_malloc(err, sizeof(sb_quantizer) * (size_t)rows);
+    s->group_params = sb_malloc(err, sizeof(sb_qparams) * (size_t)rows);
     bool ok = s->w && s->u && s->perm && s->fixed && s->current && s->col_params && s->codes && s->qw &&
-              s->row_loss && s->w1 && s->err1;
+              s->row_loss && s->w1 && s->err1 && s->row_qz && s->group_params;
     return ok ? SB_OK : SB_EINTERNAL;
 }
 
@@ -257,6 +301,12 @@ int sb_gptq_quantize(const float *w, int64_t rows, int64_t cols, double *h, cons
 
 int sb_gptq_quantize_mixed(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o,
                            const uint8_t *group_bits, sb_pool *pool, sb_gptq_out *out, sb_err *err) {
+    return sb_gptq_quantize_fitted(w, rows, cols, h, o, group_bits, NULL, NULL, pool, out, err);
+}
+
+int sb_gptq_quantize_fitted(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o,
+                            const uint8_t *group_bits, sb_gptq_group_fit fit, void *fit_user, sb_pool *pool,
+                            sb_gptq_out *out, sb_err *err) {
     if (o->group_size > 0 && cols % o->group_size)
         return sb_err_set(err, SB_EINPUT, "gptq: group size %d does not divide %lld columns", o->group_size,
                           (long long)cols);
@@ -264,7 +314,9 @@ int sb_gptq_quantize_mixed(const float *w, int64_t rows, int64_t cols, double *h
     if (group_bits && (o->group_size <= 0 || (o->act_order && !o->static_groups)))
         return sb_err_set(err, SB_EINPUT, "gptq: per-group widths need contiguous groups (group_size > 0, static "
                                           "groups with act_order)");
-    layer_state s = {.o = o, .group_bits = group_bits, .qz = sb_quantizer_make(o->bits, o->sym), .rows = rows,
+    if (fit && (o->group_size <= 0 || o->act_order))
+        return sb_err_set(err, SB_EINPUT, "gptq: a method's group fit needs group_size > 0 and no act_order");
+    layer_state s = {.o = o, .group_bits = group_bits, .fit = fit, .fit_user = fit_user, .qz = sb_quantizer_make(o->bits, o->sym), .rows = rows,
                      .cols = cols};
     s.gs = o->group_size > 0 ? o->group_size : cols;
     s.n_groups = cols / s.gs;
@@ -281,6 +333,30 @@ int sb_gptq_quantize_mixed(const float *w, int64_t rows, int64_t cols, double *h
     if (!rc) {
         run_blocks(&s, pool);
         write_out(&s, out);
+    }
+    free_state(&s);
+    return rc;
+}
+
+int sb_gptq_quantize_elementwise(const float *w, int64_t rows, int64_t cols, double *h, double damp, int block_size,
+                                 const sb_gptq_elementwise *e, sb_pool *pool, float *q, double *loss, sb_err *err) {
+    if (block_size < 1) return sb_err_set(err, SB_EINPUT, "gptq: block size %d", block_size);
+    sb_gptq_opts o = {.bits = 8, .damp = damp, .block_size = block_size};
+    layer_state s = {.o = &o, .elem = e, .qz = sb_quantizer_make(8, false), .rows = rows, .cols = cols, .gs = cols,
+                     .n_groups = 1};
+    int rc = alloc_state(&s, err);
+    if (!rc) {
+        memcpy(s.w, w, sizeof(float) * (size_t)(rows * cols));
+        for (int64_t c = 0; c < cols; c++) s.perm[c] = c;
+        zero_dead_inputs(&s, h);
+        rc = prepare_hessian(&s, h, err);
+    }
+    if (!rc) rc = e->prepare(e->user, s.w, s.u, rows, cols, err);
+    if (!rc) {
+        run_blocks(&s, pool);
+        memcpy(q, s.qw, sizeof(float) * (size_t)(rows * cols));
+        *loss = 0;
+        for (int64_t r = 0; r < rows; r++) *loss += s.row_loss[r];
     }
     free_state(&s);
     return rc;
@@ -445,7 +521,7 @@ static int check_params(const sb_model *m, const sb_gptq_opts *o, int seq_len, s
         return sb_err_set(err, SB_EINPUT,
                           "gptq: act_order with groups needs static_groups=true (format qint stores contiguous "
                           "groups; the act-order groups of the authors' code are scattered columns)");
-    if (m->pos_embd && seq_len > m->max_positions)
+    if (!m->vision && m->pos_embd && seq_len > m->max_positions)
         return sb_err_set(err, SB_EINPUT, "gptq: seq_len %d exceeds the model's %d positions", seq_len, m->max_positions);
     for (int l = 0; l < m->n_layer && o->group_size > 0; l++)
         for (int i = 0; i < SB_BLOCK_LINEARS; i++) {
@@ -495,7 +571,8 @@ static int gptq_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb
     memset(&set, 0, sizeof set);
     int rc = check_params(m, &g.opts, cc.seq_len, err);
     if (!rc) rc = sb_calib_config_check(&cc, err);
-    if (!rc) rc = sb_calib_draw(m->tokenizer, &cc, &set, err);
+    /* image models calibrate on patch-embedded images (calibration_images.c) */
+    if (!rc) rc = m->vision ? sb_calib_draw_images(m, &cc, &set, err) : sb_calib_draw(m->tokenizer, &cc, &set, err);
     if (!rc) rc = sb_calib_run_new(m, &set, ctx, &g.calib, err);
     if (!rc && !(g.layers = cJSON_CreateArray())) rc = sb_err_set(err, SB_EINTERNAL, "out of memory");
     if (!rc) rc = quantize_model(&g, true_sequential, err);
@@ -525,7 +602,9 @@ static const sb_param_spec gptq_params[] = {
     {"static_groups", SB_PARAM_BOOL, "false", 0, 0, NULL, "fit every group's grid up front on the original weights"},
     {"true_sequential", SB_PARAM_BOOL, "true", 0, 0, NULL,
      "quantize a block in stages [k,v,q] -> [o] -> [up,gate] -> [down], later stages seeing quantized inputs"},
-    {"data", SB_PARAM_STRING, "", 0, -1, NULL, "calibration text file (raw text, or JSONL with data_format=jsonl)"},
+    {"data", SB_PARAM_STRING, "", 0, -1, NULL,
+     "calibration text file (raw text, or JSONL with data_format=jsonl); for ViT/DeiT models an image set (class "
+     "folders, CIFAR, MNIST, builtin:shapes), one sample per image, seq_len ignored"},
     {"data_format", SB_PARAM_STRING, "raw", 0, -1, "raw|jsonl", "calibration file format"},
     {"data_field", SB_PARAM_STRING, "text", 0, -1, NULL, "JSONL field holding the text"},
     {"sampling", SB_PARAM_STRING, "windows", 0, -1, "windows|documents",

@@ -8,7 +8,27 @@ sb_quantizer sb_quantizer_make(int bits, bool symmetric) {
     return (sb_quantizer){.bits = bits, .maxq = (1 << bits) - 1, .symmetric = symmetric};
 }
 
+/* 1 bit: mu ± alpha with mu the mean and alpha the mean |x - mu| (the
+ * least-squares alpha for the signs of x - mu), as scale = 2·alpha and the
+ * fractional zero 1/2 - mu/scale, both already rounded to f16.  alpha is
+ * kept above |mu|·2^-8 so that the f16 zero stays small (a constant slice). */
+static sb_qparams fit_binary(const float *x, int64_t n) {
+    double sum = 0, dev = 0;
+    int64_t used = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] == x[i]) sum += x[i], used++;
+    float mu = used ? (float)(sum / (double)used) : 0;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] == x[i]) dev += fabs((double)x[i] - mu);
+    float alpha = used ? (float)(dev / (double)used) : 0;
+    alpha = fmaxf(alpha, fabsf(mu) * 0x1p-8f);
+    sb_qparams p = sb_qparams_storable((sb_qparams){.scale = 2 * alpha, .zero = 0});
+    p.zero = sb_f16_to_f32(sb_f32_to_f16(0.5f - mu / p.scale));
+    return p;
+}
+
 sb_qparams sb_quantizer_fit(const sb_quantizer *q, const float *x, int64_t n) {
+    if (q->bits == 1) return fit_binary(x, n);
     float xmin = 0, xmax = 0; /* starting at 0 is the clamp xmin <= 0 <= xmax */
     for (int64_t i = 0; i < n; i++) {
         if (x[i] < xmin) xmin = x[i];
@@ -40,6 +60,7 @@ sb_qparams sb_qparams_storable(sb_qparams p) {
 }
 
 uint8_t sb_quantizer_code(const sb_quantizer *q, sb_qparams p, float x) {
+    if (q->bits == 1) return x >= p.scale * (0.5f - p.zero); /* the nearer of the two levels */
     float v = nearbyintf(x / p.scale) + p.zero;
     if (!(v >= 0)) return 0; /* NaN lands on 0 too */
     return v > (float)q->maxq ? (uint8_t)q->maxq : (uint8_t)v;

@@ -32,6 +32,11 @@
  * A scale that would underflow f16 to 0 becomes the smallest f16 subnormal
  * (2^-24) and one beyond the f16 range the largest f16 (65504).
  *
+ * 1 bit (SliM-LLM's 1-bit groups): fitting binarizes instead, mu ± alpha with
+ * mu = mean x and alpha = mean |x - mu|, stored as scale = 2·alpha (f16) and
+ * zero = 1/2 - mu/scale (f16, fractional; format qint keeps it as is), and
+ * code(x) = [x >= scale·(1/2 - zero)], the nearer of the two levels.
+ *
  * Coding:   code(x) = clamp(round(x / scale) + zero, 0, maxq)
  * Dequant:  scale * (code - zero)       (exact small integers, one rounding)
  * Q(x) = dequant(code(x)). */
@@ -42,7 +47,7 @@
 #include <stdint.h>
 
 typedef struct sb_quantizer {
-    int bits;          /* 2..8 */
+    int bits;          /* 1..8 (1: binarization, see above) */
     int maxq;          /* 2^bits - 1 */
     bool symmetric;
 } sb_quantizer;

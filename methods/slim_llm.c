@@ -12,8 +12,15 @@
  *     KL(softmax(X·Ŵᵀ) ‖ softmax(X·Wᵀ)) over the output channels, mean over
  *     calibration inputs X; the k with the lowest score wins (fewer than 4
  *     groups: every group keeps N);
- *  3. GPTQ's column loop (methods/gptq.c, sb_gptq_quantize_mixed),
- *     stored as format qint with per-group widths.
+ *  3. GPTQ's column loop (methods/gptq.c, sb_gptq_quantize_mixed), each
+ *     group's grid fitted at its first column on the current W by the
+ *     salience-weighted quantizer calibration (SQC, the authors'
+ *     Quantizer.fit): s_ij = W_ij²/U_jj² over the group's [rows, gs] slice,
+ *     salient = at or above the smallest |z| > 2 outlier; per row the factor
+ *     p of (p·xmin, p·xmax) among 1, 1.002 … 1.1, 0.998 … 0.9 minimizing
+ *     Σ_non-salient |q − w|^2.4 + λ·Σ_salient |q − w|^2.4 (λ = 1 by default);
+ *     1-bit groups (N = 2) binarize: μ ± mean|w − μ| (quantizer.h);
+ *  4. stored as format qint with per-group widths (1..8 bits).
  * A group spans the whole column slice (every row), as in the authors' code,
  * so all rows of a linear share the allocation.
  *
@@ -22,11 +29,10 @@
  *    activations, so X is a Gaussian sketch of the per-token second moment:
  *    m pseudo-tokens x = L·g/√m with L Lᵀ = H·n_seqs/(2·n_rows), g ~ N(0, I),
  *    whose Σ x xᵀ equals the token second moment in expectation;
- *  - widths: format qint and the shared quantizer hold 2..8 bits, so N is in
- *    3..7 (the paper's 2-bit setting needs 1-bit groups, which qint lacks);
- *  - the paper's salience-weighted quantizer calibration (SQC: p search on
- *    [0.9, 1.1] with the |z| > 2 salient tail weighted by λ) is not
- *    implemented: groups use the shared min-max quantizer.
+ *  - 1-bit groups: α = mean|w − μ| (the least-squares α for those signs);
+ *    the authors' binary_scale takes mean|w|;
+ *  - SQC scores each candidate grid with its scale rounded to f16, the grid
+ *    format qint stores (the authors score the float32 grid).
  * Pipeline as GPTQ: blocks in order on inputs from the quantized earlier
  * blocks, stages [k, v, q] → [o] → [up, gate] → [down] (true sequential). */
 #include <math.h>
@@ -41,6 +47,7 @@
 #include "linalg.h"
 #include "plugin.h"
 #include "quantizer.h"
+#include "slim_llm.h"
 
 enum { ERR_ROWS = 64 };
 
@@ -51,15 +58,17 @@ typedef struct slim_run {
     int kl_samples;
     uint64_t seed;
     bool compare_gptq;       /* also run uniform GPTQ on each layer for the details */
+    bool sqc;                /* salience-weighted quantizer calibration (else min-max) */
+    bool search_uniform;     /* k = 0 (every group N bits) is a candidate too (not in the paper) */
+    double sqc_lambda;
     cJSON *layers;
     sb_calib_run *calib;
 } slim_run;
 
 /* ---- salience ------------------------------------------------------------ */
 
-/* S_g for every column group; h is left untouched (damped copy in scratch). */
-static int group_salience(const float *w, int64_t rows, int64_t cols, int64_t gs, const double *h, double damp,
-                          double *sal, sb_err *err) {
+int sb_slim_group_salience(const float *w, int64_t rows, int64_t cols, int64_t gs, const double *h, double damp,
+                           double *sal, double *u_diag, sb_err *err) {
     double *u = sb_malloc(err, sizeof(double) * (size_t)(cols * cols));
     if (!u) return SB_EINTERNAL;
     memcpy(u, h, sizeof(double) * (size_t)(cols * cols));
@@ -70,6 +79,7 @@ static int group_salience(const float *w, int64_t rows, int64_t cols, int64_t gs
     }
     for (int64_t i = 0; i < cols; i++) u[i * cols + i] += damp * mean / (double)cols;
     int rc = sb_inverse_upper_cholesky(u, (int)cols, err);
+    for (int64_t j = 0; !rc && u_diag && j < cols; j++) u_diag[j] = u[j * cols + j];
     for (int64_t g = 0; !rc && g < cols / gs; g++) {
         double s = 0;
         for (int64_t j = g * gs; j < (g + 1) * gs; j++) {
@@ -82,6 +92,80 @@ static int group_salience(const float *w, int64_t rows, int64_t cols, int64_t gs
     }
     free(u);
     return rc ? sb_err_prefix(err, "slim-llm: salience") : SB_OK;
+}
+
+/* ---- salience-weighted quantizer calibration (SQC) ------------------------ */
+
+/* The salient weights of a group: the |z| > 2 tail of s_ij = W_ij² / U_jj²
+ * over the whole [rows, n] slice (mean and unbiased deviation, as torch);
+ * every s at or above the smallest such outlier is salient (the authors'
+ * rule, which also catches values between a low and a high outlier).
+ * No outlier: nothing is salient (+inf). */
+static double salient_threshold(const float *w, int64_t rows, int64_t cols, int64_t col0, int64_t n,
+                                const double *u_diag) {
+    double sum = 0, sq = 0, count = (double)(rows * n), thr = INFINITY;
+    for (int pass = 0; pass < 3; pass++) {
+        double mean = sum / count, sd = sqrt(sq / (count - 1));
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = col0; j < col0 + n; j++) {
+                double x = w[r * cols + j], sal = x * x / (u_diag[j] * u_diag[j]);
+                if (pass == 0) sum += sal;
+                else if (pass == 1) sq += (sal - mean) * (sal - mean);
+                else if (fabs((sal - mean) / sd) > 2 && sal < thr) thr = sal;
+            }
+    }
+    return thr;
+}
+
+/* Σ weight·|Q(x) - x|^2.4 of one row of a group. */
+static double sqc_error(const sb_quantizer *q, sb_qparams p, const float *x, const double *u_diag, int64_t n,
+                        double thr, double lambda) {
+    double e = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double d = fabs((double)sb_quantizer_quantize(q, p, x[j]) - x[j]);
+        double sal = (double)x[j] * x[j] / (u_diag[j] * u_diag[j]);
+        e += (sal >= thr ? lambda : 1.0) * pow(d, 2.4);
+    }
+    return e;
+}
+
+/* The shrink/stretch factors tried on (xmin, xmax): 1, then 50 steps up to
+ * 1.1, then 50 down to 0.9 (the authors' order; the first best is kept). */
+static float sqc_factor(int i) {
+    if (i == 0) return 1.0f;
+    return i <= 50 ? (float)(1.0 + 0.1 * i / 50.0) : (float)(1.0 - 0.1 * (i - 50) / 50.0);
+}
+
+/* Row r of the group: the factor p with the lowest salience-weighted error. */
+static sb_qparams sqc_row(const sb_quantizer *q, const float *x, const double *u_diag, int64_t n, double thr,
+                          double lambda) {
+    float xmin = 0, xmax = 0;
+    for (int64_t j = 0; j < n; j++) xmin = fminf(xmin, x[j]), xmax = fmaxf(xmax, x[j]);
+    if (xmin == 0 && xmax == 0) xmin = -1, xmax = 1;
+    sb_qparams best = {0};
+    double best_err = INFINITY;
+    for (int i = 0; i <= 100; i++) {
+        float p = sqc_factor(i);
+        sb_qparams cand = sb_qparams_storable(sb_quantizer_fit_range(q, p * xmin, p * xmax));
+        double e = sqc_error(q, cand, x, u_diag, n, thr, lambda);
+        if (e < best_err) best_err = e, best = cand;
+    }
+    return best;
+}
+
+/* SliM-LLM's Quantizer.fit: 1-bit groups binarize (the shared quantizer's
+ * 1-bit fit), wider ones search the grid on the salience-weighted error. */
+void sb_slim_sqc_fit(void *user, const float *w, int64_t rows, int64_t cols, int64_t col0, int64_t n,
+                     const sb_quantizer *qz, sb_qparams *out) {
+    const sb_slim_sqc *sq = user;
+    double thr = salient_threshold(w, rows, cols, col0, n, sq->u_diag);
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = w + r * cols + col0;
+        if (qz[r].bits == 1)
+            out[r] = sb_qparams_storable(sb_quantizer_fit(&qz[r], x, n));
+        else
+            out[r] = sqc_row(&qz[r], x, sq->u_diag + col0, n, thr, sq->lambda);
+    }
 }
 
 /* ---- the sketch of calibration inputs ------------------------------------ */
@@ -184,12 +268,20 @@ static void order_by_salience(const double *sal, int64_t n, int64_t *idx) {
 }
 
 /* The k least salient groups get N−1 bits, the k most salient N+1, the rest N. */
-static void allocate(const int64_t *order, int64_t n, int bits, int64_t k, uint8_t *out) {
+static void allocate_in_order(const int64_t *order, int64_t n, int bits, int64_t k, uint8_t *out) {
     for (int64_t g = 0; g < n; g++) out[g] = (uint8_t)bits;
     for (int64_t i = 0; i < k; i++) {
         out[order[i]] = (uint8_t)(bits - 1);
         out[order[n - 1 - i]] = (uint8_t)(bits + 1);
     }
+}
+
+void sb_slim_allocate(const double *sal, int64_t n_groups, int bits, int64_t k, uint8_t *out) {
+    int64_t *order = malloc(sizeof(int64_t) * (size_t)n_groups);
+    if (!order) return;
+    order_by_salience(sal, n_groups, order);
+    allocate_in_order(order, n_groups, bits, k, out);
+    free(order);
 }
 
 typedef struct choice {
@@ -198,14 +290,14 @@ typedef struct choice {
 } choice;
 
 /* Tries every k and leaves the best allocation in best_bits [n_groups]. */
-static choice search_allocation(const kl_ctx *k, const double *sal, int bits, uint8_t *best_bits, uint8_t *cand,
-                                int64_t *order, double *logp) {
+static choice search_allocation(const kl_ctx *k, const double *sal, int bits, int64_t min_k, uint8_t *best_bits,
+                                uint8_t *cand, int64_t *order, double *logp) {
     int64_t n = k->cols / k->gs;
     choice best = {0, INFINITY};
     order_by_salience(sal, n, order);
-    allocate(order, n, bits, 0, best_bits); /* fewer than 4 groups: uniform N */
-    for (int64_t kk = 1; kk <= n / 2 - 1; kk++) {
-        allocate(order, n, bits, kk, cand);
+    allocate_in_order(order, n, bits, 0, best_bits); /* fewer than 4 groups: uniform N */
+    for (int64_t kk = min_k; kk <= n / 2 - 1; kk++) {
+        allocate_in_order(order, n, bits, kk, cand);
         double kl = score_allocation(k, cand, logp);
         if (kl < best.kl) {
             best = (choice){kk, kl};
@@ -224,7 +316,7 @@ typedef struct search_bufs {
 
 /* Salience, the sketch and the search for one linear: widths [n_groups] out. */
 static int choose_widths(const slim_run *s, const sb_linear_stats *st, const float *w, int64_t rows, uint8_t *widths,
-                         choice *best, sb_err *err) {
+                         double *u_diag, choice *best, sb_err *err) {
     int64_t cols = st->cols, gs = s->opts.group_size, n = cols / gs;
     int m = s->kl_samples;
     search_bufs b = {sb_malloc(err, sizeof(float) * (size_t)(m * cols)), sb_malloc(err, sizeof(float) * (size_t)(rows * cols)),
@@ -232,12 +324,12 @@ static int choose_widths(const slim_run *s, const sb_linear_stats *st, const flo
                     sb_malloc(err, sizeof(double) * (size_t)(m * rows)), sb_malloc(err, sizeof(double) * (size_t)n),
                     sb_malloc(err, (size_t)n), sb_malloc(err, sizeof(int64_t) * (size_t)n)};
     int rc = b.x && b.wq && b.z && b.ref && b.logp && b.sal && b.cand && b.order ? SB_OK : SB_EINTERNAL;
-    if (!rc) rc = group_salience(w, rows, cols, gs, st->h, s->opts.damp, b.sal, err);
+    if (!rc) rc = sb_slim_group_salience(w, rows, cols, gs, st->h, s->opts.damp, b.sal, u_diag, err);
     if (!rc) rc = sketch_inputs(st, m, s->seed, b.x, err);
     if (!rc) {
         kl_ctx k = {w, b.x, rows, cols, gs, m, b.ref, b.wq, b.z};
         log_softmax_of(&k, w, b.ref);
-        *best = search_allocation(&k, b.sal, s->opts.bits, widths, b.cand, b.order, b.logp);
+        *best = search_allocation(&k, b.sal, s->opts.bits, s->search_uniform ? 0 : 1, widths, b.cand, b.order, b.logp);
     }
     free(b.x), free(b.wq), free(b.z), free(b.ref), free(b.logp), free(b.sal), free(b.cand), free(b.order);
     return rc;
@@ -262,11 +354,12 @@ typedef struct layer_bufs {
     float *w, *q, *scales, *zeros;
     uint8_t *codes, *widths, *group_bits;
     int32_t *g_idx;
-    double *h, *scratch;
+    double *h, *scratch, *u_diag;
 } layer_bufs;
 
 static void free_bufs(layer_bufs *b) {
-    void *all[] = {b->w, b->q, b->scales, b->zeros, b->codes, b->widths, b->group_bits, b->g_idx, b->h, b->scratch};
+    void *all[] = {b->w,     b->q, b->scales,  b->zeros,  b->codes,
+                   b->widths, b->group_bits, b->g_idx, b->h, b->scratch, b->u_diag};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
@@ -282,18 +375,23 @@ static int alloc_bufs(layer_bufs *b, int64_t rows, int64_t cols, int64_t n_group
     b->zeros = sb_malloc(err, sizeof(float) * rg);
     b->h = sb_malloc(err, sizeof(double) * (size_t)(cols * cols));
     b->scratch = sb_malloc(err, sizeof(double) * (size_t)(2 * ERR_ROWS * cols));
+    b->u_diag = sb_malloc(err, sizeof(double) * (size_t)cols);
     return b->w && b->q && b->codes && b->widths && b->group_bits && b->g_idx && b->scales && b->zeros && b->h &&
-                   b->scratch
+                   b->scratch && b->u_diag
                ? SB_OK
                : SB_EINTERNAL;
 }
 
-/* GPTQ with the given widths (NULL: uniform N) into b->codes/q/scales/zeros. */
+/* GPTQ with the given widths into b->codes/q/scales/zeros: SliM-LLM's
+ * (SQC fits when s->sqc) or, with gbits NULL, plain uniform-N GPTQ. */
 static int run_gptq(const slim_run *s, const sb_linear_stats *st, layer_bufs *b, int64_t rows, const uint8_t *gbits,
                     sb_err *err) {
     sb_gptq_out out = {b->codes, b->q, b->g_idx, b->scales, b->zeros, 0};
+    sb_slim_sqc sqc = {b->u_diag, s->sqc_lambda};
+    bool use_sqc = gbits && s->sqc;
     memcpy(b->h, st->h, sizeof(double) * (size_t)(st->cols * st->cols));
-    return sb_gptq_quantize_mixed(b->w, rows, st->cols, b->h, &s->opts, gbits, s->ctx ? s->ctx->pool : NULL, &out, err);
+    return sb_gptq_quantize_fitted(b->w, rows, st->cols, b->h, &s->opts, gbits, use_sqc ? sb_slim_sqc_fit : NULL,
+                                   &sqc, s->ctx ? s->ctx->pool : NULL, &out, err);
 }
 
 /* The uniform-N GPTQ error of this layer, on the same H (details only). */
@@ -370,7 +468,7 @@ static int quantize_one(slim_run *s, int layer, int which, const sb_linear_stats
     int rc = alloc_bufs(&b, rows, cols, n, err);
     if (!rc) {
         lin->fmt->decode_rows(lin, 0, rows, b.w);
-        rc = choose_widths(s, st, b.w, rows, b.widths, &lr.best, err);
+        rc = choose_widths(s, st, b.w, rows, b.widths, b.u_diag, &lr.best, err);
     }
     if (!rc && s->compare_gptq) rc = gptq_reference_error(s, st, &b, rows, &lr.err_gptq, err);
     if (!rc) {
@@ -404,14 +502,15 @@ static int quantize_model(slim_run *s, sb_err *err) {
 /* Every refusal happens here, before the model changes. */
 static int check_params(const sb_model *m, const slim_run *s, int seq_len, sb_err *err) {
     const sb_gptq_opts *o = &s->opts;
-    if (o->bits < 3 || o->bits > 7)
-        return sb_err_set(err, SB_EINPUT, "slim-llm: bits: %d is not in 3..7 (groups take N-1..N+1 bits, qint 2..8)",
+    if (o->bits < 2 || o->bits > 7)
+        return sb_err_set(err, SB_EINPUT, "slim-llm: bits: %d is not in 2..7 (groups take N-1..N+1 bits, qint 1..8)",
                           o->bits);
+    if (!(s->sqc_lambda >= 0)) return sb_err_set(err, SB_EINPUT, "slim-llm: sqc_lambda: %g is negative", s->sqc_lambda);
     if (o->group_size < 1) return sb_err_set(err, SB_EINPUT, "slim-llm: group_size: %d is not positive", o->group_size);
     if (!(o->damp >= 0)) return sb_err_set(err, SB_EINPUT, "slim-llm: damp: %g is negative", o->damp);
     if (o->block_size < 1) return sb_err_set(err, SB_EINPUT, "slim-llm: block_size: %d is not positive", o->block_size);
     if (s->kl_samples < 1) return sb_err_set(err, SB_EINPUT, "slim-llm: kl_samples: %d is not positive", s->kl_samples);
-    if (m->pos_embd && seq_len > m->max_positions)
+    if (!m->vision && m->pos_embd && seq_len > m->max_positions)
         return sb_err_set(err, SB_EINPUT, "slim-llm: seq_len %d exceeds the model's %d positions", seq_len,
                           m->max_positions);
     for (int l = 0; l < m->n_layer; l++)
@@ -428,6 +527,8 @@ static int check_params(const sb_model *m, const slim_run *s, int seq_len, sb_er
 static slim_run run_from(sb_model *m, const sb_params *p, const sb_run_ctx *ctx) {
     return (slim_run){.m = m, .ctx = ctx, .kl_samples = (int)sb_param_num(p, "kl_samples"),
                       .seed = (uint64_t)sb_param_num(p, "seed"), .compare_gptq = sb_param_bool(p, "compare_gptq"),
+                      .sqc = sb_param_bool(p, "sqc"), .sqc_lambda = sb_param_num(p, "sqc_lambda"),
+                      .search_uniform = sb_param_bool(p, "search_uniform"),
                       .opts = {.bits = (int)sb_param_num(p, "bits"), .group_size = (int)sb_param_num(p, "group_size"),
                                .damp = sb_param_num(p, "damp"), .block_size = (int)sb_param_num(p, "block_size")}};
 }
@@ -448,7 +549,10 @@ static cJSON *make_details(const sb_calib_set *set) {
                             "per column group: k least salient groups N-1 bits, k most salient N+1, k by lowest "
                             "KL(softmax(X Wq^T) || softmax(X W^T)) of RTN candidates; code_bits = mean width");
     cJSON_AddStringToObject(d, "kl_inputs", "Gaussian sketch of the calibration second moment (activations are not kept)");
-    cJSON_AddStringToObject(d, "missing", "salience-weighted quantizer calibration (SQC): min-max grids are used");
+    cJSON_AddStringToObject(d, "quantizer",
+                            "1-bit groups: mean +- mean|w - mean|; wider groups: SQC when sqc=true (grid factor p in "
+                            "[0.9, 1.1] on min-max, minimizing sum |q - w|^2.4 with the |z| > 2 salient tail weighted "
+                            "by sqc_lambda), else min-max");
     cJSON_AddStringToObject(d, "error_note", "sq_err = sum over calibration tokens of |(W - Wq)x|^2; rel_err = sq_err / "
                                              "|Wx|^2; gptq_* = uniform N-bit GPTQ on the same layer inputs");
     cJSON_AddStringToObject(d, "format", "qint with per-group widths: bit-packed codes, f16 scales and zeros, 4-bit widths");
@@ -472,7 +576,7 @@ static int slim_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb
     memset(&set, 0, sizeof set);
     int rc = check_params(m, &s, cc.seq_len, err);
     if (!rc) rc = sb_calib_config_check(&cc, err);
-    if (!rc) rc = sb_calib_draw(m->tokenizer, &cc, &set, err);
+    if (!rc) rc = m->vision ? sb_calib_draw_images(m, &cc, &set, err) : sb_calib_draw(m->tokenizer, &cc, &set, err);
     if (!rc) rc = sb_calib_run_new(m, &set, ctx, &s.calib, err);
     if (!rc && !(s.layers = cJSON_CreateArray())) rc = sb_err_set(err, SB_EINTERNAL, "out of memory");
     if (!rc) rc = quantize_model(&s, err);
@@ -484,12 +588,16 @@ static int slim_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb
 }
 
 static const sb_param_spec slim_params[] = {
-    {"bits", SB_PARAM_INT, "3", 3, 7, NULL,
-     "target average width N; groups get N-1, N or N+1 bits (qint holds 2..8, so N is 3..7)"},
+    {"bits", SB_PARAM_INT, "3", 2, 7, NULL,
+     "target average width N; groups get N-1, N or N+1 bits (qint holds 1..8, so N is 2..7; 1-bit groups binarize)"},
     {"group_size", SB_PARAM_INT, "128", 1, 1 << 20, NULL, "columns per group (one width per group); must divide every width"},
     {"damp", SB_PARAM_FLOAT, "0.01", 0, 1e9, NULL, "percdamp: fraction of mean(diag H) added to H's diagonal (>= 0)"},
     {"block_size", SB_PARAM_INT, "128", 1, 1 << 20, NULL, "columns per lazy-update block of GPTQ"},
     {"kl_samples", SB_PARAM_INT, "128", 1, 1 << 16, NULL, "pseudo-tokens scoring each candidate allocation"},
+    {"sqc", SB_PARAM_BOOL, "true", 0, 0, NULL, "salience-weighted quantizer calibration of each group's grid"},
+    {"sqc_lambda", SB_PARAM_FLOAT, "1", 0, 1e9, NULL, "weight of the salient weights' error in SQC (the authors' default 1)"},
+    {"search_uniform", SB_PARAM_BOOL, "false", 0, 0, NULL,
+     "also score k = 0 (all groups N bits) in the allocation search; the paper searches k >= 1"},
     {"compare_gptq", SB_PARAM_BOOL, "false", 0, 0, NULL, "also run uniform N-bit GPTQ per layer and report its error"},
     {"data", SB_PARAM_STRING, "", 0, -1, NULL, "calibration text file (raw text, or JSONL with data_format=jsonl)"},
     {"data_format", SB_PARAM_STRING, "raw", 0, -1, "raw|jsonl", "calibration file format"},

@@ -1,14 +1,15 @@
 /* test_qint.c - format qint (bit-packed grouped integers), the shared
  * quantizer and the RTN method.
  *
- *   round trip     pack then decode gives scale16·(q - zero) exactly, for 2..8
- *                  bits, symmetric and asymmetric, per-channel / 32 / 128 groups,
+ *   round trip     pack then decode gives scale16·(q - zero) exactly, for 1..8
+ *                  bits (1 bit: asymmetric, fractional zeros), symmetric and asymmetric, per-channel / 32 / 128 groups,
  *                  a group size that is not a multiple of 8 (scalar path) and
  *                  mixed per-group widths
  *   products       fused kernels (1, 2, 4 tokens) and decoded tiles (17 tokens)
  *                  against a double-precision product of the decoded weights,
  *                  including the one-token 2/3/4-bit lane kernels on odd shapes
- *   storage        storage_bits against the layout arithmetic
+ *   storage        storage_bits against the layout arithmetic; refusals of
+ *                  symmetric 1-bit groups, widths 0 / 9, a 1-bit zero beyond f16
  *   rtn fixture    RTN on a 16 x 256 layer equals tests/reference/make_quant_fixtures.py
  *                  bit for bit (codes and dequantized weights)
  *   rtn logits     RTN 8-bit on the tiny llama fixture stays within 1e-2 of dense
@@ -64,10 +65,13 @@ static layer layer_random(int64_t rows, int64_t cols, int gs, int bits, bool sym
     L.zeros = malloc(sizeof(float) * (size_t)(rows * ng));
     if (mixed) L.widths = malloc((size_t)(rows * ng));
     for (int64_t i = 0; i < rows * ng; i++) {
-        if (mixed) L.widths[i] = (uint8_t)(2 + next_rand(&seed) % 7);
+        /* 1-bit groups need stored zeros: symmetric layers mix 2..8 only */
+        if (mixed) L.widths[i] = (uint8_t)(sym ? 2 + next_rand(&seed) % 7 : 1 + next_rand(&seed) % 8);
         int maxq = (1 << width_at(&L, i)) - 1;
         L.scales[i] = 0.001f + 0.05f * uniform(&seed);
         L.zeros[i] = (float)(next_rand(&seed) % (uint64_t)(maxq + 1));
+        /* a binarized group mu ± alpha: a fractional zero in [-1, 2), exact in f16 */
+        if (maxq == 1) L.zeros[i] = (float)(next_rand(&seed) % 192) / 64.0f - 1.0f;
     }
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = 0; c < cols; c++)
@@ -90,15 +94,18 @@ static float expected_weight(const layer *L, int64_t r, int64_t c) {
 
 /* Exact bits the layout of format_qint.h stores. */
 static uint64_t expected_bits(const layer *L) {
-    int64_t ng = L->cols / L->group_size, words = 1;
+    int64_t ng = L->cols / L->group_size, words = 1, first = -1;
+    bool equal_rows = true;
     for (int64_t r = 0; r < L->rows; r++) {
         int64_t row_bits = 0;
         for (int64_t g = 0; g < ng; g++) row_bits += L->group_size * width_at(L, r * ng + g);
         words += (row_bits + 63) / 64;
+        if (first < 0) first = (row_bits + 63) / 64;
+        equal_rows &= (row_bits + 63) / 64 == first;
     }
     uint64_t n_groups = (uint64_t)(L->rows * ng);
     uint64_t bits = 64u * (uint64_t)words + 16u * n_groups * (L->symmetric ? 1 : 2);
-    if (L->widths) bits += 64u * (uint64_t)L->rows + 8u * ((n_groups + 1) / 2);
+    if (L->widths) bits += (equal_rows ? 0 : 64u * (uint64_t)L->rows) + 8u * ((n_groups + 1) / 2);
     return bits;
 }
 
@@ -132,8 +139,8 @@ static bool check_round_trip(const layer *L, const char *what) {
 static void test_round_trip(void) {
     test_begin("qint_round_trip_uniform");
     const int groups[] = {0, 32, 128};
-    for (int bits = 2; bits <= 8; bits++)
-        for (int sym = 0; sym < 2; sym++)
+    for (int bits = 1; bits <= 8; bits++)
+        for (int sym = 0; sym < 2 - (bits == 1); sym++)
             for (int gi = 0; gi < 3; gi++) {
                 int gs = groups[gi] ? groups[gi] : 256;
                 layer L = layer_random(7, 256, gs, bits, sym, false, (uint64_t)(bits * 100 + sym * 10 + gi + 1));
@@ -145,9 +152,18 @@ static void test_round_trip(void) {
     test_end();
 
     test_begin("qint_round_trip_odd_group_and_mixed");
-    for (int bits = 2; bits <= 8; bits++) { /* group 12: not a multiple of 8, the scalar path */
-        layer L = layer_random(5, 96, 12, bits, bits % 2, false, (uint64_t)bits + 77);
+    for (int bits = 1; bits <= 8; bits++) { /* group 12: not a multiple of 8, the scalar path */
+        layer L = layer_random(5, 96, 12, bits, bits % 2 && bits > 1, false, (uint64_t)bits + 77);
         check_round_trip(&L, "group 12");
+        layer_free(&L);
+    }
+    { /* mixed widths shared by every row (SliM-LLM's column groups): no row offsets */
+        layer L = layer_random(6, 384, 32, 0, false, true, 21);
+        for (int64_t r = 1; r < L.rows; r++) memcpy(L.widths + r * 12, L.widths, 12);
+        for (int64_t i = 0; i < L.rows * L.cols; i++) L.codes[i] &= (uint8_t)((1 << L.widths[i % 384 / 32]) - 1);
+        for (int64_t i = 0; i < L.rows * 12; i++)
+            if (L.widths[i] > 1) L.zeros[i] = (float)((int)fabsf(L.zeros[i]) % (1 << L.widths[i]));
+        check_round_trip(&L, "mixed widths, equal rows");
         layer_free(&L);
     }
     const int mixed_groups[] = {32, 128, 12};
@@ -170,8 +186,8 @@ static void check_products(const layer *L, sb_pool *pool, const char *what) {
 
 static void test_products(sb_pool *pool) {
     test_begin("qint_fused_and_tiled_products");
-    for (int bits = 2; bits <= 8; bits++)
-        for (int sym = 0; sym < 2; sym++) {
+    for (int bits = 1; bits <= 8; bits++)
+        for (int sym = 0; sym < 2 - (bits == 1); sym++) {
             char what[64];
             snprintf(what, sizeof what, "bits %d %s g128", bits, sym ? "sym" : "asym");
             layer L = layer_random(300, 512, 128, bits, sym, false, (uint64_t)(bits * 3 + sym + 1000));
@@ -229,6 +245,40 @@ static void test_storage_arithmetic(void) {
                     (unsigned long long)w.fmt->storage_bits(&w), (unsigned long long)want);
         sb_linear_free(&w);
     }
+    layer_free(&L);
+    /* 1-bit g64 asymmetric, 8 x 256: 256 code bits per row + f16 scale and zero per 64 + the guard word */
+    L = layer_random(8, 256, 64, 1, false, false, 5);
+    if (test_expect(layer_pack(&L, &w, &err) == SB_OK, "%s", err.msg)) {
+        uint64_t want = 8u * 256u + 8u * 4u * 32u + 64u;
+        test_expect(w.fmt->storage_bits(&w) == want, "1-bit g64: %llu bits, expected %llu",
+                    (unsigned long long)w.fmt->storage_bits(&w), (unsigned long long)want);
+        sb_linear_free(&w);
+    }
+    /* refusals: 1-bit groups without zeros, widths 0 and 9, a 1-bit zero beyond f16 */
+    uint8_t widths[8 * 4];
+    memset(widths, 2, sizeof widths);
+    widths[5] = 1;
+    test_expect(sb_qint_pack(8, 256, 64, 1, NULL, L.codes, L.scales, NULL, &w, &err) == SB_EINPUT &&
+                    strstr(err.msg, "1-bit"),
+                "symmetric 1-bit accepted (%s)", err.msg);
+    err = (sb_err){0};
+    test_expect(sb_qint_pack(8, 256, 64, 0, widths, L.codes, L.scales, NULL, &w, &err) == SB_EINPUT &&
+                    strstr(err.msg, "1-bit"),
+                "symmetric mixed with a 1-bit group accepted (%s)", err.msg);
+    err = (sb_err){0};
+    widths[5] = 0;
+    test_expect(sb_qint_pack(8, 256, 64, 0, widths, L.codes, L.scales, L.zeros, &w, &err) == SB_EINPUT &&
+                    strstr(err.msg, "1..8"),
+                "width 0 accepted (%s)", err.msg);
+    err = (sb_err){0};
+    test_expect(sb_qint_pack(8, 256, 64, 9, NULL, L.codes, L.scales, L.zeros, &w, &err) == SB_EINPUT &&
+                    strstr(err.msg, "1..8"),
+                "bits 9 accepted (%s)", err.msg);
+    err = (sb_err){0};
+    L.zeros[3] = 1e6f;
+    test_expect(sb_qint_pack(8, 256, 64, 1, NULL, L.codes, L.scales, L.zeros, &w, &err) == SB_EINPUT &&
+                    strstr(err.msg, "zero[3]"),
+                "1-bit zero 1e6 accepted (%s)", err.msg);
     layer_free(&L);
     test_end();
 }

@@ -1,16 +1,19 @@
-/* test_slim_llm.c - SliM-LLM on the tiny Llama (tests/reference/tasks/model).
+/* test_slim_llm.c - SliM-LLM.
  *
- *  - every linear: widths N-1/N/N+1 only, as many N-1 as N+1 groups, so the
- *    mean code width is exactly N (read back from the packed qint linear);
- *  - bits per weight exactly N plus f16 scale and zero per group, the 4-bit
- *    widths, the row offsets and the guard word;
- *  - layer error ‖(W − Ŵ)X‖² against uniform N-bit GPTQ on the same inputs
- *    and perplexity of SliM-LLM, GPTQ and the dense model: printed only (see
- *    check_layers: on this model SliM-LLM is not the better one);
+ *  - against tests/reference/make_slim_llm_fixtures.py (NumPy, written from
+ *    the paper and the authors' code) on a 32 x 128 layer: group salience
+ *    (1e-9 relative), the allocation for a given k (exact), and GPTQ with
+ *    per-group widths and the SQC grid fit (N = 2 with 1-bit groups, N = 3
+ *    with lambda 4) or min-max fits: codes and group parameters equal on all
+ *    but at most 1 row in 32;
+ *  - the method on the tiny Llama (tests/reference/tasks/model), N = 3 and
+ *    N = 2: widths N-1/N/N+1 only, as many N-1 as N+1 groups, so the mean
+ *    code width is exactly N (read back from the packed qint linear); bits
+ *    per weight exactly N plus f16 scale and zero per group, the 4-bit
+ *    widths, the row offsets and the guard word; layer errors against
+ *    uniform GPTQ and perplexities printed, not asserted (see check_layers);
  *  - the per-group widths of the shared GPTQ loop: all groups at b equals b;
- *  - bad parameters refused before the model changes.
- * N = 3: format qint holds widths 2..8, so the paper's N = 2 (1-bit groups)
- * cannot be stored; 3 is the smallest target. */
+ *  - bad parameters refused before the model changes. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,8 +25,10 @@
 #include "plugin.h"
 
 #include "../methods/gptq.h"
+#include "../methods/slim_llm.h"
 
 #define TASKS "tests/reference/tasks"
+#define FIX "tests/reference/slim_llm"
 
 extern const sb_method sb_method_slim_llm;
 extern const sb_method sb_method_gptq;
@@ -36,6 +41,120 @@ static int apply(const sb_method *meth, sb_model *m, sb_pool *pool, const char *
     int rc = sb_params_from_strings(meth->params, meth->n_params, args, n, "test", &p, err);
     sb_run_ctx ctx = {.pool = pool};
     return rc ? rc : meth->apply(m, &p, &ctx, rep, err);
+}
+
+/* ---- salience, allocation and SQC against the NumPy reference ------------ */
+
+static void *read_fix(const char *name, size_t n) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", FIX, name);
+    FILE *f = fopen(path, "rb");
+    void *buf = f ? malloc(n ? n : 1) : NULL;
+    bool ok = buf && fread(buf, 1, n, f) == n;
+    if (f) fclose(f);
+    if (!ok) free(buf);
+    return ok ? buf : NULL;
+}
+
+static cJSON *read_cases(void) {
+    FILE *f = fopen(FIX "/cases.json", "rb");
+    char *text = f ? calloc(1, 1 << 16) : NULL;
+    if (text) fread(text, 1, (1 << 16) - 1, f);
+    if (f) fclose(f);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    return j;
+}
+
+typedef struct slim_fixture {
+    int rows, cols, gs, block;
+    float *w;
+    double *h, *sal, *u_diag;
+} slim_fixture;
+
+static int differing_rows(const uint8_t *a, const uint8_t *b, int rows, int cols) {
+    int bad = 0;
+    for (int r = 0; r < rows; r++) bad += memcmp(a + r * cols, b + r * cols, (size_t)cols) != 0;
+    return bad;
+}
+
+/* One case: the allocation for its k, then GPTQ with SQC (or min-max) fits. */
+static void check_fixture_case(const slim_fixture *fx, const cJSON *c, sb_pool *pool) {
+    const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+    char label[96], file[96];
+    snprintf(label, sizeof label, "slim_llm_fixture_%s", name);
+    test_begin(label);
+    int rows = fx->rows, cols = fx->cols, ng = cols / fx->gs, n_bits = cJSON_GetObjectItem(c, "bits")->valueint;
+    size_t n = (size_t)rows * cols;
+    uint8_t widths[64], *group_bits = malloc((size_t)(rows * ng));
+    snprintf(file, sizeof file, "%s.widths.u8", name);
+    uint8_t *want_widths = read_fix(file, (size_t)ng);
+    snprintf(file, sizeof file, "%s.codes.u8", name);
+    uint8_t *want_codes = read_fix(file, n);
+    snprintf(file, sizeof file, "%s.scales.f32", name);
+    float *want_scales = read_fix(file, sizeof(float) * (size_t)(rows * ng));
+    snprintf(file, sizeof file, "%s.zeros.f32", name);
+    float *want_zeros = read_fix(file, sizeof(float) * (size_t)(rows * ng));
+    sb_gptq_out out = {malloc(n), malloc(sizeof(float) * n), malloc(sizeof(int32_t) * (size_t)cols),
+                       malloc(sizeof(float) * (size_t)(rows * ng)), malloc(sizeof(float) * (size_t)(rows * ng)), 0};
+    double *h = malloc(sizeof(double) * (size_t)cols * cols);
+    bool ok = ng <= 64 && group_bits && want_widths && want_codes && want_scales && want_zeros && out.codes && out.q &&
+              out.g_idx && out.scales && out.zeros && h;
+    if (test_expect(ok, "cannot read the fixture files of %s (run tests/reference/make_slim_llm_fixtures.py)", name)) {
+        sb_slim_allocate(fx->sal, ng, n_bits, cJSON_GetObjectItem(c, "k")->valueint, widths);
+        test_expect(memcmp(widths, want_widths, (size_t)ng) == 0, "allocation differs from the reference");
+        int sum = 0;
+        for (int g = 0; g < ng; g++) sum += widths[g];
+        test_expect(sum == n_bits * ng, "mean width %g, not %d", (double)sum / ng, n_bits);
+        for (int r = 0; r < rows; r++) memcpy(group_bits + r * ng, want_widths, (size_t)ng);
+        sb_slim_sqc sqc = {fx->u_diag, cJSON_GetObjectItem(c, "lambda")->valuedouble};
+        bool use_sqc = cJSON_IsTrue(cJSON_GetObjectItem(c, "sqc"));
+        sb_gptq_opts o = {.bits = n_bits, .group_size = fx->gs, .damp = 0.01, .block_size = fx->block};
+        sb_err err = {0};
+        memcpy(h, fx->h, sizeof(double) * (size_t)cols * cols);
+        int rc = sb_gptq_quantize_fitted(fx->w, rows, cols, h, &o, group_bits, use_sqc ? sb_slim_sqc_fit : NULL, &sqc,
+                                         pool, &out, &err);
+        if (test_expect(rc == SB_OK, "%s", err.msg)) {
+            int bad = differing_rows(out.codes, want_codes, rows, cols), param_bad = 0;
+            for (int i = 0; i < rows * ng; i++) param_bad += out.scales[i] != want_scales[i] || out.zeros[i] != want_zeros[i];
+            printf("  %s: %d of %d rows differ, %d of %d (scale, zero) pairs\n", name, bad, rows, param_bad, rows * ng);
+            test_expect(bad <= rows / 32, "%d of %d rows differ from the reference codes", bad, rows);
+            test_expect(param_bad <= ng * (rows / 32), "%d group parameters differ", param_bad);
+        }
+    }
+    free(group_bits), free(want_widths), free(want_codes), free(want_scales), free(want_zeros), free(h);
+    free(out.codes), free(out.q), free(out.g_idx), free(out.scales), free(out.zeros);
+    test_end();
+}
+
+static void case_fixtures(sb_pool *pool) {
+    cJSON *cases = read_cases();
+    slim_fixture fx = {0};
+    if (cases) {
+        fx.rows = cJSON_GetObjectItem(cases, "rows")->valueint, fx.cols = cJSON_GetObjectItem(cases, "cols")->valueint;
+        fx.gs = cJSON_GetObjectItem(cases, "group_size")->valueint;
+        fx.block = cJSON_GetObjectItem(cases, "block_size")->valueint;
+        fx.w = read_fix("w.f32", sizeof(float) * (size_t)(fx.rows * fx.cols));
+        fx.h = read_fix("h.f64", sizeof(double) * (size_t)(fx.cols * fx.cols));
+        fx.sal = read_fix("salience.f64", sizeof(double) * (size_t)(fx.cols / fx.gs));
+    }
+    test_begin("slim_llm_fixture_salience");
+    double sal[64];
+    fx.u_diag = malloc(sizeof(double) * (size_t)(fx.cols ? fx.cols : 1));
+    sb_err err = {0};
+    bool ok = test_expect(cases && fx.w && fx.h && fx.sal && fx.u_diag && fx.cols / fx.gs <= 64,
+                          "cannot read %s (run tests/reference/make_slim_llm_fixtures.py)", FIX);
+    if (ok && test_expect(sb_slim_group_salience(fx.w, fx.rows, fx.cols, fx.gs, fx.h, 0.01, sal, fx.u_diag, &err) == SB_OK,
+                          "%s", err.msg)) {
+        double worst = 0;
+        for (int g = 0; g < fx.cols / fx.gs; g++) worst = fmax(worst, fabs(sal[g] - fx.sal[g]) / fx.sal[g]);
+        test_expect(worst < 1e-9, "salience off by %g relative", worst);
+    }
+    test_end();
+    const cJSON *c;
+    if (ok) cJSON_ArrayForEach(c, cJSON_GetObjectItem(cases, "cases")) check_fixture_case(&fx, c, pool);
+    free(fx.w), free(fx.h), free(fx.sal), free(fx.u_diag);
+    cJSON_Delete(cases);
 }
 
 /* ---- keeping the loaded linears (the runner's job in real runs) ---------- */
@@ -90,10 +209,10 @@ static double ppl_of(const sb_model *m, sb_pool *pool) {
 
 /* ---- the method ---------------------------------------------------------- */
 
-enum { N_BITS = 3, GS = 16 };
+enum { GS = 16 };
 
 /* Widths of one packed linear: only N-1..N+1, equal low/high counts, mean N. */
-static void check_widths(sb_model *m, int l, int i, int64_t *storage_bits) {
+static void check_widths(sb_model *m, int l, int i, int N_BITS, int64_t *storage_bits) {
     const sb_linear *lin = lin_at(m, l, i);
     sb_qint_info info;
     if (!test_expect(sb_qint_info_of(lin, &info) && info.bits == 0 && info.group_size == GS,
@@ -112,16 +231,17 @@ static void check_widths(sb_model *m, int l, int i, int64_t *storage_bits) {
     test_expect(count[N_BITS - 1] == count[N_BITS + 1] && count[N_BITS - 1] > 0, "%lld groups at N-1, %lld at N+1",
                 (long long)count[N_BITS - 1], (long long)count[N_BITS + 1]);
     test_expect(sum == (int64_t)N_BITS * n, "mean code width %g, not %d", (double)sum / (double)n, N_BITS);
-    /* codes + f16 scale and zero + 4-bit width per group + a row offset per row + the guard word
-     * (rows hold a whole number of words here: cols * N is a multiple of 64) */
-    *storage_bits += info.rows * info.cols * N_BITS + n * (16 + 16 + 4) + info.rows * 64 + 64;
+    /* codes + f16 scale and zero + 4-bit width per group + the guard word (rows hold a whole
+     * number of words here: cols * N is a multiple of 64; every row has the same widths, so
+     * the format keeps a fixed row stride and no row offsets) */
+    *storage_bits += info.rows * info.cols * N_BITS + n * (16 + 16 + 4) + 64;
 }
 
 /* Per layer: SliM-LLM's error against uniform GPTQ's, printed, not asserted:
  * on this tiny model (little structure in the salience) mixing N-1/N+1
  * loses to uniform N on most layers (4 of 14 lower at N = 3, group 16),
  * and the method's k >= 1 never lets it fall back to uniform. */
-static void check_layers(const cJSON *layers) {
+static void check_layers(const cJSON *layers, int N_BITS) {
     int better = 0, n = 0;
     const cJSON *o;
     cJSON_ArrayForEach(o, layers) {
@@ -136,11 +256,14 @@ static void check_layers(const cJSON *layers) {
     printf("  lower than GPTQ %d-bit on %d of %d layers\n", N_BITS, better, n);
 }
 
-static void case_method(sb_model *m, sb_pool *pool) {
-    test_begin("slim_llm_widths_errors_ppl");
+static void case_method(sb_model *m, sb_pool *pool, int N_BITS) {
+    char label[64], bits_arg[16];
+    snprintf(label, sizeof label, "slim_llm_%d_bit_widths_errors_ppl", N_BITS);
+    snprintf(bits_arg, sizeof bits_arg, "bits=%d", N_BITS);
+    test_begin(label);
     saved orig;
     save(m, &orig);
-    const char *args[] = {"data=" TASKS "/text.raw", "n_samples=16", "seq_len=64", "bits=3", "group_size=16",
+    const char *args[] = {"data=" TASKS "/text.raw", "n_samples=16", "seq_len=64", bits_arg, "group_size=16",
                           "compare_gptq=true"};
     sb_method_report rep;
     sb_err err = {0};
@@ -148,11 +271,11 @@ static void case_method(sb_model *m, sb_pool *pool) {
     if (test_expect(apply(&sb_method_slim_llm, m, pool, args, 6, &rep, &err) == SB_OK, "%s", err.msg)) {
         const cJSON *layers = cJSON_GetObjectItem(rep.details, "layers");
         test_expect(cJSON_GetArraySize(layers) == 7 * m->n_layer, "%d layers in details", cJSON_GetArraySize(layers));
-        check_layers(layers);
+        check_layers(layers, N_BITS);
         int64_t bits = 0, weights = 0;
         for (int l = 0; l < m->n_layer; l++)
             for (int i = 0; i < 7; i++) {
-                check_widths(m, l, i, &bits);
+                check_widths(m, l, i, N_BITS, &bits);
                 weights += lin_at(m, l, i)->rows * lin_at(m, l, i)->cols;
             }
         test_expect(rep.real_quant && fabs(rep.bits_per_weight - (double)bits / (double)weights) < 1e-12,
@@ -213,7 +336,8 @@ static void expect_refused(sb_model *m, sb_pool *pool, const char *label, const 
 
 static void case_refusals(sb_model *m, sb_pool *pool) {
     const char *data = "data=" TASKS "/text.raw";
-    expect_refused(m, pool, "slim_llm_refuses_bits_2", (const char *[]){data, "bits=2", "seq_len=16"}, 3);
+    expect_refused(m, pool, "slim_llm_refuses_bits_1", (const char *[]){data, "bits=1", "seq_len=16"}, 3);
+    expect_refused(m, pool, "slim_llm_refuses_negative_lambda", (const char *[]){data, "sqc_lambda=-1", "seq_len=16"}, 3);
     expect_refused(m, pool, "slim_llm_refuses_bits_8", (const char *[]){data, "bits=8", "seq_len=16"}, 3);
     expect_refused(m, pool, "slim_llm_refuses_group_not_dividing", (const char *[]){data, "group_size=48", "seq_len=16"}, 3);
     expect_refused(m, pool, "slim_llm_refuses_negative_damp", (const char *[]){data, "damp=-0.1", "seq_len=16"}, 3);
@@ -237,7 +361,9 @@ int main(void) {
         test_skip("slim_llm_tiny_model", "%s", m ? "the tiny model has no tokenizer" : err.msg);
     } else {
         case_uniform_widths(m, pool);
-        case_method(m, pool);
+        case_fixtures(pool);
+        case_method(m, pool, 3);
+        case_method(m, pool, 2);
         case_refusals(m, pool);
     }
     sb_model_free(m);
