@@ -300,6 +300,15 @@ struct sb_calib_run {
     int layer;
     sb_linear_stats *stats; /* while a block runs with statistics */
     int n_stats;
+    /* Linears fed the very same rows (q, k, v; gate, up) share one
+     * accumulation: mirror[i] = j when stats i received exactly what j did
+     * in every pass (-1: its own, -2: not seen yet); last_x holds the rows
+     * of the latest accumulated call, for the comparison. */
+    int *mirror;
+    float *last_x;
+    int64_t last_floats, last_cap;
+    int last;              /* stats index that accumulated last_x, or -1 */
+    bool share, mixed;     /* sharing on; a linear mirrored in some passes only */
 };
 
 /* Each sample's slot holds seq_len rows of up to d_model floats: a sliced
@@ -307,11 +316,43 @@ struct sb_calib_run {
 static int64_t sample_floats(const sb_calib_run *r) { return (int64_t)r->set->seq_len * r->m->d_model; }
 
 /* Observer: inputs of the current block's requested linears go to their statistics. */
+/* The stats index whose accumulation stats i's rows x[floats] repeat, or
+ * -1: the rows of the latest accumulated call, compared in full (a copy and a
+ * memcmp cost O(rows·cols), H costs O(rows·cols²)). */
+static int same_rows_as(const sb_calib_run *r, int i, const float *x, int64_t floats) {
+    if (r->last < 0 || floats != r->last_floats || r->stats[r->last].cols != r->stats[i].cols ||
+        memcmp(x, r->last_x, sizeof(float) * (size_t)floats))
+        return -1;
+    return r->mirror[r->last] >= 0 ? r->mirror[r->last] : r->last;
+}
+
+static void remember_rows(sb_calib_run *r, int i, const float *x, int64_t floats) {
+    if (floats > r->last_cap) {
+        float *grown = realloc(r->last_x, sizeof(float) * (size_t)floats);
+        if (!grown) { /* no comparison possible: the next linear accumulates its own */
+            r->last = -1;
+            return;
+        }
+        r->last_x = grown, r->last_cap = floats;
+    }
+    memcpy(r->last_x, x, sizeof(float) * (size_t)floats);
+    r->last_floats = floats, r->last = i;
+}
+
+/* Observer: inputs of the current block's requested linears go to their statistics. */
 static void observe(void *user, int layer, const sb_linear *w, const float *x, int64_t n_rows) {
     sb_calib_run *r = user;
     if (layer != r->layer) return;
-    for (int i = 0; i < r->n_stats; i++)
-        if (r->stats[i].target == w) sb_linear_stats_add_pool(&r->stats[i], x, n_rows, r->ctx ? r->ctx->pool : NULL);
+    for (int i = 0; i < r->n_stats; i++) {
+        if (r->stats[i].target != w) continue;
+        int64_t floats = n_rows * r->stats[i].cols;
+        int twin = r->share ? same_rows_as(r, i, x, floats) : -1;
+        if (r->mirror[i] == -2) r->mirror[i] = twin;
+        if (r->mirror[i] != twin) r->mixed = true; /* sharing in some passes only: redone without it */
+        if (r->mirror[i] >= 0) continue;
+        sb_linear_stats_add_pool(&r->stats[i], x, n_rows, r->ctx ? r->ctx->pool : NULL);
+        if (r->share) remember_rows(r, i, x, floats);
+    }
 }
 
 static int embed_all(sb_calib_run *r, sb_err *err) {
@@ -352,6 +393,8 @@ void sb_calib_run_free(sb_calib_run *r) {
     sb_session_free(r->session);
     free(r->in);
     free(r->out);
+    free(r->mirror);
+    free(r->last_x);
     free(r);
 }
 
@@ -359,18 +402,53 @@ int sb_calib_run_layer(const sb_calib_run *r) { return r->layer; }
 const float *sb_calib_inputs(const sb_calib_run *r) { return r->in; }
 const float *sb_calib_outputs(const sb_calib_run *r) { return r->out; }
 
-int sb_calib_run_block(sb_calib_run *r, sb_linear_stats *stats, int n_stats, sb_err *err) {
-    if (r->layer >= r->m->n_layer) return sb_err_set(err, SB_EINTERNAL, "calibration ran past the last block");
-    r->stats = stats;
-    r->n_stats = n_stats;
+/* Statistics back to zero, as sb_linear_stats_init left them. */
+static void stats_clear(sb_linear_stats *st) {
+    size_t c = (size_t)st->cols;
+    memset(st->h, 0, sizeof(double) * c * c);
+    memset(st->mean, 0, sizeof(double) * c);
+    memset(st->absmax, 0, sizeof(double) * c);
+    memset(st->sum, 0, sizeof(double) * c);
+    st->n_seqs = st->n_rows = 0;
+}
+
+/* A mirrored linear gets a copy of its twin's statistics: the same bits it
+ * would have accumulated itself. */
+static void copy_stats(sb_linear_stats *dst, const sb_linear_stats *src) {
+    size_t c = (size_t)src->cols;
+    memcpy(dst->h, src->h, sizeof(double) * c * c);
+    memcpy(dst->mean, src->mean, sizeof(double) * c);
+    memcpy(dst->absmax, src->absmax, sizeof(double) * c);
+    memcpy(dst->sum, src->sum, sizeof(double) * c);
+    dst->n_seqs = src->n_seqs, dst->n_rows = src->n_rows;
+}
+
+static int run_samples(sb_calib_run *r, sb_linear_stats *stats, int n_stats, bool share, sb_err *err) {
+    r->stats = stats, r->n_stats = n_stats, r->share = share, r->mixed = false, r->last = -1;
+    for (int i = 0; i < n_stats; i++) r->mirror[i] = -2;
     int rc = SB_OK;
     for (int k = 0; !rc && k < r->set->n_samples; k++) {
         int64_t off = k * sample_floats(r);
+        r->last = -1; /* never share across samples */
         rc = sb_session_forward_blocks(r->session, r->in + off, r->set->seq_len, r->layer, r->layer + 1, r->out + off,
                                        err);
     }
-    r->stats = NULL;
-    r->n_stats = 0;
+    r->stats = NULL, r->n_stats = 0;
+    return rc;
+}
+
+int sb_calib_run_block(sb_calib_run *r, sb_linear_stats *stats, int n_stats, sb_err *err) {
+    if (r->layer >= r->m->n_layer) return sb_err_set(err, SB_EINTERNAL, "calibration ran past the last block");
+    free(r->mirror);
+    r->mirror = sb_malloc(err, sizeof(int) * (size_t)(n_stats > 0 ? n_stats : 1));
+    if (!r->mirror) return SB_EINTERNAL;
+    int rc = run_samples(r, stats, n_stats, true, err);
+    if (!rc && r->mixed) { /* never seen in practice; correct either way */
+        for (int i = 0; i < n_stats; i++) stats_clear(&stats[i]);
+        rc = run_samples(r, stats, n_stats, false, err);
+    }
+    for (int i = 0; !rc && i < n_stats; i++)
+        if (r->mirror[i] >= 0) copy_stats(&stats[i], &stats[r->mirror[i]]);
     return rc;
 }
 
