@@ -178,6 +178,7 @@ int sb_calib_draw(const sb_tokenizer *tok, const sb_calib_config *cfg, sb_calib_
 
 void sb_calib_set_free(sb_calib_set *set) {
     free(set->tokens);
+    free(set->hidden);
     free(set->path);
     memset(set, 0, sizeof *set);
 }
@@ -268,6 +269,8 @@ struct sb_calib_run {
     int n_stats;
 };
 
+/* Each sample's slot holds seq_len rows of up to d_model floats: a sliced
+ * stream (SliceGPT) is narrower and fills only the slot's start. */
 static int64_t sample_floats(const sb_calib_run *r) { return (int64_t)r->set->seq_len * r->m->d_model; }
 
 /* Observer: inputs of the current block's requested linears go to their statistics. */
@@ -279,6 +282,10 @@ static void observe(void *user, int layer, const sb_linear *w, const float *x, i
 }
 
 static int embed_all(sb_calib_run *r, sb_err *err) {
+    if (r->set->hidden) { /* image samples arrive already embedded */
+        memcpy(r->in, r->set->hidden, sizeof(float) * (size_t)(r->set->n_samples * sample_floats(r)));
+        return SB_OK;
+    }
     for (int k = 0; k < r->set->n_samples; k++) {
         const int32_t *tokens = r->set->tokens + (int64_t)k * r->set->seq_len;
         int rc = sb_session_embed(r->session, tokens, r->set->seq_len, r->in + k * sample_floats(r), err);

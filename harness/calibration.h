@@ -53,7 +53,9 @@ typedef struct sb_calib_config {
 
 typedef struct sb_calib_set {
     int n_samples, seq_len;
-    int32_t *tokens;        /* [n_samples * seq_len] */
+    int32_t *tokens;        /* [n_samples * seq_len], or NULL when hidden is given */
+    float *hidden;          /* [n_samples][seq_len][d_model] block-0 inputs given directly (images:
+                             * patch-embedded hidden states, calibration_images.c), or NULL */
     char *path;
     char sampling[16];
     uint64_t data_hash;     /* FNV-1a 64 of the file */
@@ -67,6 +69,19 @@ int sb_calib_draw(const sb_tokenizer *tok, const sb_calib_config *cfg, sb_calib_
 void sb_calib_set_free(sb_calib_set *set);
 /* {"data": path, "data_hash": "fnv1a64:…", "sampling", "n_samples", "seq_len", "seed"}; NULL when out of memory. */
 cJSON *sb_calib_set_describe(const sb_calib_set *set);
+
+/* Image models: n_samples images of the image set at cfg->path (all when
+ * it has fewer), drawn by a partial Fisher-Yates shuffle driven by
+ * sb_py_random_randint seeded with cfg->seed (the first k of the shuffle,
+ * in draw order), each preprocessed as the checkpoint says and
+ * patch-embedded (class tokens and positions added): every sample is one
+ * image's n_prefix + n_patches tokens (cfg->seq_len is ignored).
+ * calibration_images.c. */
+struct sb_image_set;
+int sb_calib_draw_images(const sb_model *m, const sb_calib_config *cfg, sb_calib_set *out, sb_err *err);
+/* The same from images already in memory (tests; source names the set). */
+int sb_calib_from_images(const sb_model *m, const struct sb_image_set *images, const sb_calib_config *cfg,
+                         sb_calib_set *out, sb_err *err);
 
 /* Python's random module, for GPTQ's sampling: MT19937 seeded as
  * random.seed(seed) and random.randint(lo, hi). Exposed for tests. */
@@ -109,7 +124,9 @@ void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows);
 typedef struct sb_calib_run sb_calib_run;
 
 /* Embeds every sample (the block-0 inputs). The model must stay alive and
- * keep its shapes; methods may replace the block's linears between calls. */
+ * keep its shapes; methods may replace the block's linears between calls
+ * (SliceGPT narrows the current block's residual widths, never above
+ * d_model: the session's buffers are sized for the model as it was). */
 int sb_calib_run_new(const sb_model *m, const sb_calib_set *set, const sb_run_ctx *ctx, sb_calib_run **out,
                      sb_err *err);
 void sb_calib_run_free(sb_calib_run *r);
@@ -124,7 +141,9 @@ int sb_calib_run_block(sb_calib_run *r, sb_linear_stats *stats, int n_stats, sb_
 int sb_calib_advance(sb_calib_run *r, sb_err *err);
 
 /* Hidden states [n_samples][seq_len][d_model]: the current block's
- * inputs, and its outputs from the latest sb_calib_run_block. */
+ * inputs, and its outputs from the latest sb_calib_run_block.  When the
+ * stream is narrower (a sliced model), sample k still starts at
+ * k * seq_len * d_model, its rows packed at the block's width. */
 const float *sb_calib_inputs(const sb_calib_run *r);
 const float *sb_calib_outputs(const sb_calib_run *r);
 

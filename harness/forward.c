@@ -29,6 +29,7 @@ struct sb_session {
     float *q, *att; /* [R, nh*hd] */
     float *k, *v;   /* [R, nkv*hd] new keys and values before they enter the cache */
     float *o;       /* [R, d] a branch's output */
+    float *res;     /* [R, d] the residual stream through a shortcut matrix */
     float *gate, *up; /* [R, ff] */
     float *scores;  /* per worker: QUERY_BLOCK * max_ctx */
     float *rope_cos, *rope_sin; /* [max_tokens, rot/2] for the call's positions */
@@ -36,6 +37,8 @@ struct sb_session {
     sb_matmul_ctx mm;
     sb_linear_observer observer; /* sees the input of every block linear, or NULL */
     void *observer_user;
+    sb_attention_observer attn_observer; /* sees every attention row after softmax, or NULL */
+    void *attn_observer_user;
     sb_cuda_session *cuda;       /* non-NULL: every call runs there instead (backend_cuda.h) */
 };
 
@@ -53,13 +56,14 @@ typedef struct {
 
 static void norm_one(const norm_job *j, const float *x, float *y) {
     int64_t n = j->width;
+    double div = j->norm->mean_width > 0 ? (double)j->norm->mean_width : (double)n; /* sliced: the original width */
     double mean = 0, sq = 0;
     if (j->type == SB_NORM_LAYER) {
         for (int64_t i = 0; i < n; i++) mean += x[i];
-        mean /= (double)n;
+        mean /= div;
     }
     for (int64_t i = 0; i < n; i++) sq += ((double)x[i] - mean) * ((double)x[i] - mean);
-    float inv = (float)(1.0 / sqrt(sq / (double)n + j->eps));
+    float inv = (float)(1.0 / sqrt(sq / div + j->eps));
     const float *w = j->norm->weight, *b = j->norm->bias;
     for (int64_t i = 0; i < n; i++) {
         float v = ((float)(x[i] - mean)) * inv;
@@ -159,8 +163,16 @@ static void rope_task(void *arg, int task, int worker) {
 
 /* ---- attention ----------------------------------------------------------- */
 
-/* Key positions a query at position p may see: [lo, p]. */
+/* Key positions a query at position p may see: [lo, p] when causal; an
+ * encoder (bidirectional) sees every position of the call, [0, end). */
 static int first_visible(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
+static int last_visible(const sb_session *s, int p, int n_tok) { return s->m->bidirectional ? s->n_past + n_tok - 1 : p; }
+
+/* The capture hook: hands one softmaxed row to the attention observer. */
+static void capture_row(const sb_session *s, int layer, int seq, int head, int t, const float *probs, int key0,
+                        int n_keys) {
+    if (s->attn_observer) s->attn_observer(s->attn_observer_user, layer, seq, head, t, probs, key0, n_keys);
+}
 
 static float cap_score(float v, float cap) { return cap > 0 ? cap * tanhf(v / cap) : v; }
 
@@ -178,23 +190,25 @@ static void attn_dot_task(void *arg, int task, int worker) {
     int hd = b->head_dim, nh = b->n_head, kvd = b->n_kv_head * hd;
     int t = task % j->n_tok, h = (task / j->n_tok) % nh, seq = task / (j->n_tok * nh);
     int kvh = h / (nh / b->n_kv_head);
-    int p = s->n_past + t, lo = first_visible(p, b->sliding_window);
+    int p = s->n_past + t, lo = first_visible(p, b->sliding_window), hi = last_visible(s, p, j->n_tok);
     int64_t row = (int64_t)seq * j->n_tok + t;
     const float *q = s->q + row * nh * hd + h * hd;
     const float *K = s->k_cache[j->layer] + (int64_t)seq * s->max_ctx * kvd + kvh * hd;
     const float *V = s->v_cache[j->layer] + (int64_t)seq * s->max_ctx * kvd + kvh * hd;
     float *sc = s->scores + (int64_t)worker * s->max_ctx;
-    for (int k = lo; k <= p; k++) sc[k - lo] = cap_score(sb_vec_dot(q, K + (int64_t)k * kvd, hd) * s->m->attn_scale, s->m->attn_softcap);
-    sb_vec_softmax(sc, p - lo + 1);
+    for (int k = lo; k <= hi; k++) sc[k - lo] = cap_score(sb_vec_dot(q, K + (int64_t)k * kvd, hd) * s->m->attn_scale, s->m->attn_softcap);
+    sb_vec_softmax(sc, hi - lo + 1);
+    capture_row(s, j->layer, seq, h, t, sc, lo, hi - lo + 1);
     float *out = s->att + row * nh * hd + h * hd;
     memset(out, 0, sizeof(float) * (size_t)hd);
-    for (int k = lo; k <= p; k++) sb_vec_axpy(out, sc[k - lo], V + (int64_t)k * kvd, hd);
+    for (int k = lo; k <= hi; k++) sb_vec_axpy(out, sc[k - lo], V + (int64_t)k * kvd, hd);
 }
 
 /* Row i of scores (query position p0 + i) over keys [key_lo, key_lo + n_keys):
  * scale, cap, mask what the query may not see, softmax. */
-static void softmax_scores_row(const sb_session *s, const sb_block *b, float *row, int n_keys, int key_lo, int p) {
-    int lo = first_visible(p, b->sliding_window) - key_lo, hi = p - key_lo; /* visible columns [lo, hi] */
+static void softmax_scores_row(const sb_session *s, const sb_block *b, float *row, int n_keys, int key_lo, int p,
+                               int n_tok) {
+    int lo = first_visible(p, b->sliding_window) - key_lo, hi = last_visible(s, p, n_tok) - key_lo; /* visible [lo, hi] */
     for (int k = 0; k < lo; k++) row[k] = 0;
     for (int k = lo; k <= hi; k++) row[k] = cap_score(row[k] * s->m->attn_scale, s->m->attn_softcap);
     sb_vec_softmax(row + lo, hi - lo + 1);
@@ -213,7 +227,7 @@ static void attn_gemm_task(void *arg, int task, int worker) {
     int blk = task % n_blocks, h = (task / n_blocks) % nh, seq = task / (n_blocks * nh);
     int kvh = h / (nh / b->n_kv_head);
     int t0 = blk * QUERY_BLOCK, nq = j->n_tok - t0 < QUERY_BLOCK ? j->n_tok - t0 : QUERY_BLOCK;
-    int p0 = s->n_past + t0, p1 = p0 + nq - 1;
+    int p0 = s->n_past + t0, p1 = last_visible(s, p0 + nq - 1, j->n_tok);
     int lo = first_visible(p0, b->sliding_window), n_keys = p1 - lo + 1;
     const float *K = s->k_cache[j->layer] + ((int64_t)seq * s->max_ctx + lo) * kvd + kvh * hd;
     const float *V = s->v_cache[j->layer] + ((int64_t)seq * s->max_ctx + lo) * kvd + kvh * hd;
@@ -221,7 +235,10 @@ static void attn_gemm_task(void *arg, int task, int worker) {
     float *scores = s->scores + (int64_t)worker * QUERY_BLOCK * s->max_ctx;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n_keys, hd, 1.0f, s->q + row0 * nh * hd + h * hd, nh * hd,
                 K, kvd, 0.0f, scores, n_keys);
-    for (int i = 0; i < nq; i++) softmax_scores_row(s, b, scores + (int64_t)i * n_keys, n_keys, lo, p0 + i);
+    for (int i = 0; i < nq; i++) {
+        softmax_scores_row(s, b, scores + (int64_t)i * n_keys, n_keys, lo, p0 + i, j->n_tok);
+        capture_row(s, j->layer, seq, h, t0 + i, scores + (int64_t)i * n_keys, lo, n_keys);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, n_keys, 1.0f, scores, n_keys, V, kvd, 0.0f,
                 s->att + row0 * nh * hd + h * hd, nh * hd);
 }
@@ -270,7 +287,8 @@ static void attention_branch(sb_session *s, const sb_block *b, int layer, int n_
     else
         sb_pool_run(s->pool, attn_gemm_task, &aj, s->n_seq * b->n_head * ((n_tok + QUERY_BLOCK - 1) / QUERY_BLOCK));
     block_linear(s, layer, &b->wo, s->att, R, s->o);
-    if (b->post_attn_norm.weight) apply_norm(s, &b->post_attn_norm, s->o, s->o, R, m->d_model, m->d_model);
+    int64_t d_mid = b->wo.rows;
+    if (b->post_attn_norm.weight) apply_norm(s, &b->post_attn_norm, s->o, s->o, R, d_mid, d_mid);
 }
 
 /* out = MLP(in); uses gate/up scratch. */
@@ -285,49 +303,65 @@ static void mlp_branch(sb_session *s, const sb_block *b, int layer, const float 
     }
     sb_pool_run(s->pool, act_task, &aj, tasks_for(R));
     block_linear(s, layer, &b->w_down, aj.a, R, out);
-    if (b->post_mlp_norm.weight) apply_norm(s, &b->post_mlp_norm, out, out, R, m->d_model, m->d_model);
+    int64_t d_out = b->w_down.rows;
+    if (b->post_mlp_norm.weight) apply_norm(s, &b->post_mlp_norm, out, out, R, d_out, d_out);
 }
 
 static void add_into(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+/* x = x·Sᵀ: the residual stream through a shortcut matrix (SliceGPT), when
+ * the block has one; the stream becomes S->rows wide. */
+static void through_shortcut(sb_session *s, int layer, const sb_linear *sc, int64_t R) {
+    if (!sc->fmt) return;
+    block_linear(s, layer, sc, s->x, R, s->res);
+    memcpy(s->x, s->res, sizeof(float) * (size_t)(R * sc->rows));
+}
+
+/* The stream enters d_in = wq.cols wide, is d_mid = wo.rows wide between
+ * the branches and leaves d_out wide (all d_model unless sliced). */
 static void run_block(sb_session *s, int layer, int n_tok, int64_t R) {
     const sb_model *m = s->m;
     const sb_block *b = &m->blocks[layer];
-    int64_t n = R * m->d_model;
-    apply_norm(s, &b->attn_norm, s->x, s->h, R, m->d_model, m->d_model);
+    int64_t d_in = sb_block_width_in(b), d_mid = sb_block_width_mid(b);
+    apply_norm(s, &b->attn_norm, s->x, s->h, R, d_in, d_in);
     attention_branch(s, b, layer, n_tok, R);
+    through_shortcut(s, layer, &b->attn_shortcut, R);
     if (m->parallel_residual) {
-        add_into(s->x, s->o, n);
+        add_into(s->x, s->o, R * d_mid);
         mlp_branch(s, b, layer, s->h, s->o, R);
-        add_into(s->x, s->o, n);
+        add_into(s->x, s->o, R * d_mid);
         return;
     }
-    add_into(s->x, s->o, n);
-    apply_norm(s, &b->mlp_norm, s->x, s->h, R, m->d_model, m->d_model);
+    add_into(s->x, s->o, R * d_mid);
+    apply_norm(s, &b->mlp_norm, s->x, s->h, R, d_mid, d_mid);
     mlp_branch(s, b, layer, s->h, s->o, R);
-    add_into(s->x, s->o, n);
+    through_shortcut(s, layer, &b->mlp_shortcut, R);
+    add_into(s->x, s->o, R * b->w_down.rows);
 }
 
 /* ---- embedding and head -------------------------------------------------- */
 
 static int embed(sb_session *s, const int32_t *tokens, int n_tok, sb_err *err) {
     const sb_model *m = s->m;
+    if (!m->tok_embd.fmt) /* image models embed patches (vit.c), not tokens */
+        return sb_err_set(err, SB_EINPUT, "%s has no token embedding (an image model: use the image tasks)", m->path);
+    int64_t d = sb_model_embed_width(m);
     for (int64_t r = 0; r < (int64_t)s->n_seq * n_tok; r++) {
         int32_t id = tokens[r];
         if (id < 0 || id >= m->n_vocab)
             return sb_err_set(err, SB_EINPUT, "token id %d is outside the vocabulary [0, %d)", id, m->n_vocab);
-        float *x = s->x + r * m->d_model;
+        float *x = s->x + r * d;
         m->tok_embd.fmt->decode_rows(&m->tok_embd, id, 1, x);
         if (m->embed_scale != 1.0f)
-            for (int i = 0; i < m->d_model; i++) x[i] *= m->embed_scale;
+            for (int64_t i = 0; i < d; i++) x[i] *= m->embed_scale;
         if (m->pos_embd) {
             int row = s->n_past + (int)(r % n_tok) + m->pos_offset;
             if (row >= m->n_pos_rows)
                 return sb_err_set(err, SB_EINPUT, "position %d is past the model's %d learned positions",
                                   row - m->pos_offset, m->n_pos_rows - m->pos_offset);
-            add_into(x, m->pos_embd + (int64_t)row * m->d_model, m->d_model);
+            add_into(x, m->pos_embd + (int64_t)row * d, d);
         }
     }
     return SB_OK;
@@ -336,10 +370,11 @@ static int embed(sb_session *s, const int32_t *tokens, int n_tok, sb_err *err) {
 static void head(sb_session *s, int n_tok, int logits_from, float *logits) {
     const sb_model *m = s->m;
     int n_out = n_tok - logits_from;
+    int64_t d = m->head.cols; /* the last block's output width */
     /* gather the rows that want logits, so the final norm and the head run on them alone */
     for (int seq = 0; seq < s->n_seq; seq++)
-        apply_norm(s, &m->final_norm, s->x + ((int64_t)seq * n_tok + logits_from) * m->d_model,
-                   s->h + (int64_t)seq * n_out * m->d_model, n_out, m->d_model, m->d_model);
+        apply_norm(s, &m->final_norm, s->x + ((int64_t)seq * n_tok + logits_from) * d, s->h + (int64_t)seq * n_out * d,
+                   n_out, d, d);
     int64_t rows = (int64_t)s->n_seq * n_out;
     sb_linear_forward(&m->head, s->h, rows, logits, &s->mm);
     if (m->final_softcap > 0)
@@ -381,7 +416,7 @@ int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_o
     int rc = check_call(s, n_tok, err);
     if (!rc) rc = embed(s, tokens, n_tok, err);
     if (rc) return rc;
-    memcpy(x_out, s->x, sizeof(float) * (size_t)((int64_t)s->n_seq * n_tok * s->m->d_model));
+    memcpy(x_out, s->x, sizeof(float) * (size_t)((int64_t)s->n_seq * n_tok * sb_model_embed_width(s->m)));
     return SB_OK;
 }
 
@@ -393,12 +428,28 @@ int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int l
     if (layer0 < 0 || layer1 > s->m->n_layer || layer0 > layer1)
         return sb_err_set(err, SB_EINTERNAL, "block range [%d, %d) outside the model's %d blocks", layer0, layer1,
                           s->m->n_layer);
+    const sb_model *m = s->m;
     int64_t R = (int64_t)s->n_seq * n_tok;
-    size_t bytes = sizeof(float) * (size_t)(R * s->m->d_model);
-    memmove(s->x, x_in, bytes);
+    /* the stream's width where it enters and leaves (blocks may narrow it) */
+    int64_t w_in = layer0 < m->n_layer ? sb_block_width_in(&m->blocks[layer0]) : m->head.cols;
+    int64_t w_out = layer1 > layer0 ? sb_block_width_out(&m->blocks[layer1 - 1], m->parallel_residual) : w_in;
+    memmove(s->x, x_in, sizeof(float) * (size_t)(R * w_in));
     s->rope_for = NULL;
     for (int l = layer0; l < layer1; l++) run_block(s, l, n_tok, R);
-    memmove(x_out, s->x, bytes);
+    memmove(x_out, s->x, sizeof(float) * (size_t)(R * w_out));
+    return SB_OK;
+}
+
+int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err) {
+    if (s->cuda) return sb_cuda_session_logits(s->cuda, x, n_rows, logits, err);
+    const sb_model *m = s->m;
+    if (n_rows < 1 || n_rows > (int64_t)s->n_seq * s->max_tokens)
+        return sb_err_set(err, SB_EINTERNAL, "%lld rows for the head; this session takes 1 to %lld", (long long)n_rows,
+                          (long long)s->n_seq * s->max_tokens);
+    apply_norm(s, &m->final_norm, x, s->h, n_rows, m->d_model, m->d_model);
+    sb_linear_forward(&m->head, s->h, n_rows, logits, &s->mm);
+    if (m->final_softcap > 0)
+        for (int64_t i = 0; i < n_rows * m->n_vocab; i++) logits[i] = cap_score(logits[i], m->final_softcap);
     return SB_OK;
 }
 
@@ -406,6 +457,12 @@ void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user) {
     if (s->cuda) sb_cuda_session_set_observer(s->cuda, fn, user);
     s->observer = fn;
     s->observer_user = user;
+}
+
+void sb_session_set_attention_observer(sb_session *s, sb_attention_observer fn, void *user) {
+    if (s->cuda) sb_cuda_session_set_attention_capture(s->cuda, fn != NULL);
+    s->attn_observer = fn;
+    s->attn_observer_user = user;
 }
 
 /* ---- session lifetime ---------------------------------------------------- */
@@ -443,8 +500,11 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
     int64_t R = (int64_t)n_seq * max_tokens;
     int threads = sb_pool_threads(pool);
     int64_t score_rows = (int64_t)QUERY_BLOCK * threads; /* one block of rows per worker */
-    /* BLAS runs single-threaded inside the pool's tasks (see blas.h). */
-    if (threads > 1) sb_blas_set_threads(1);
+    /* BLAS runs single-threaded inside the pool's tasks (see blas.h), also
+     * with a pool of one thread: OpenBLAS's own threading changes its
+     * blocking and so the order of the sums, and a run's numbers must not
+     * depend on its thread count (GPTQ with 1 and 2 threads, test_gptq). */
+    sb_blas_set_threads(1);
     s->k_cache = sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
     s->v_cache = sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
     bool ok = s->k_cache && s->v_cache;
@@ -453,7 +513,8 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
         ok = (s->k_cache[l] = alloc_floats(n, err)) && (s->v_cache[l] = alloc_floats(n, err));
     }
     ok = ok && (s->x = alloc_floats(R * m->d_model, err)) && (s->h = alloc_floats(R * m->d_model, err)) &&
-         (s->o = alloc_floats(R * m->d_model, err)) && (s->q = alloc_floats(R * qd, err)) &&
+         (s->o = alloc_floats(R * m->d_model, err)) && (s->res = alloc_floats(R * m->d_model, err)) &&
+         (s->q = alloc_floats(R * qd, err)) &&
          (s->att = alloc_floats(R * qd, err)) && (s->k = alloc_floats(R * kvd, err)) &&
          (s->v = alloc_floats(R * kvd, err)) && (s->gate = alloc_floats(R * ff, err)) &&
          (s->up = alloc_floats(R * ff, err)) && (s->scores = alloc_floats(score_rows * max_ctx, err)) &&
@@ -481,7 +542,7 @@ void sb_session_free(sb_session *s) {
     }
     free(s->k_cache);
     free(s->v_cache);
-    float *bufs[] = {s->x, s->h, s->o, s->q, s->att, s->k, s->v, s->gate, s->up, s->scores, s->rope_cos, s->rope_sin,
+    float *bufs[] = {s->x, s->h, s->o, s->res, s->q, s->att, s->k, s->v, s->gate, s->up, s->scores, s->rope_cos, s->rope_sin,
                      s->mm.scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);

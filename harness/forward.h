@@ -46,6 +46,12 @@ int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_o
 int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int layer0, int layer1, float *x_out,
                               sb_err *err);
 
+/* The final norm and the head on n_rows hidden rows x[n_rows, d_model]
+ * (n_rows <= n_seq * max_tokens): logits[n_rows, n_vocab], the same values
+ * sb_session_forward gives for those positions.  Block-wise searches (SLEB)
+ * score the hidden states they computed themselves. */
+int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err);
+
 /* Called before every linear product inside a block with the exact input
  * rows that linear receives (n_rows = n_seq * n_tok rows of w->cols
  * floats). w points into m->blocks[layer], so its address says which
@@ -53,5 +59,16 @@ int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int l
 typedef void (*sb_linear_observer)(void *user, int layer, const sb_linear *w, const float *x, int64_t n_rows);
 /* fn NULL: no observer (the default). */
 void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user);
+
+/* ---- attention capture (token reduction, analysis) ------------------------
+ * Called after the softmax of every attention row: probs[k] is the weight
+ * query token t (of sequence seq, head `head`, block `layer`) gives key
+ * position key0 + k, for k < n_keys (masked keys are 0).  Runs on the
+ * pool's workers concurrently, one call per (seq, head, t): the observer
+ * may only write memory that triple owns, and must not keep probs. */
+typedef void (*sb_attention_observer)(void *user, int layer, int seq, int head, int t, const float *probs, int key0,
+                                      int n_keys);
+/* fn NULL: no capture (the default; costs one branch per row). */
+void sb_session_set_attention_observer(sb_session *s, sb_attention_observer fn, void *user);
 
 #endif

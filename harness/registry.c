@@ -19,7 +19,10 @@ extern const sb_method sb_method_eora;
 extern const sb_method sb_method_sleb;
 extern const sb_method sb_method_magnitude;
 extern const sb_method sb_method_slim_llm;
+extern const sb_method sb_method_pyramid_drop;
+extern const sb_method sb_method_zero_tprune;
 extern const sb_method sb_method_pb_llm;
+extern const sb_method sb_method_slicegpt;
 
 static const sb_method *const builtin_methods[] = {
     &sb_method_dense,
@@ -30,7 +33,10 @@ static const sb_method *const builtin_methods[] = {
     &sb_method_sleb,
     &sb_method_magnitude,
     &sb_method_slim_llm,
+    &sb_method_pyramid_drop,
+    &sb_method_zero_tprune,
     &sb_method_pb_llm,
+    &sb_method_slicegpt,
 };
 
 /* ---- built-in tasks ---- */
@@ -38,12 +44,16 @@ extern const sb_task sb_task_speed;
 extern const sb_task sb_task_perplexity;
 extern const sb_task sb_task_kld;
 extern const sb_task sb_task_mc;
+extern const sb_task sb_task_image_classification;
+extern const sb_task sb_task_image_speed;
 extern const sb_task sb_task_image_quality;
 static const sb_task *const builtin_tasks[] = {
     &sb_task_speed,
     &sb_task_perplexity,
     &sb_task_kld,
     &sb_task_mc,
+    &sb_task_image_classification,
+    &sb_task_image_speed,
     &sb_task_image_quality,
 };
 
@@ -54,6 +64,8 @@ const sb_named sb_registry_archs[] = {
     {"opt", "OPT (HF opt, pre-norm variants)"},
     {"gpt2", "GPT-2 (HF gpt2)"},
     {"phi", "Phi-2 (HF phi)"},
+    {"vit", "ViT image classifiers (HF ViTForImageClassification)"},
+    {"deit", "DeiT image classifiers (HF DeiTForImageClassification)"},
     {NULL, NULL},
 };
 

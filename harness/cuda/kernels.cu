@@ -45,7 +45,7 @@ __device__ static float block_sum(float v, float *shared /* [WARP] */) {
 /* ---- norms: one block per row ---- */
 
 __global__ static void norm_kernel(const float *in, float *out, const float *w, const float *b, int width,
-                                   int64_t stride, bool layer, float eps) {
+                                   int64_t stride, bool layer, float eps, float div) {
     __shared__ float red[WARP];
     const float *x = in + blockIdx.x * stride;
     float *y = out + blockIdx.x * stride;
@@ -53,20 +53,20 @@ __global__ static void norm_kernel(const float *in, float *out, const float *w, 
     if (layer) {
         float s = 0;
         for (int i = threadIdx.x; i < width; i += THREADS) s += x[i];
-        mean = block_sum(s, red) / (float)width;
+        mean = block_sum(s, red) / div;
     }
     float sq = 0;
     for (int i = threadIdx.x; i < width; i += THREADS) sq += (x[i] - mean) * (x[i] - mean);
-    float inv = rsqrtf(block_sum(sq, red) / (float)width + eps);
+    float inv = rsqrtf(block_sum(sq, red) / div + eps);
     /* every thread has read its x values before any writes y (in place is allowed): block_sum synchronised */
     for (int i = threadIdx.x; i < width; i += THREADS) y[i] = (x[i] - mean) * inv * w[i] + (b ? b[i] : 0.0f);
 }
 
 int k_norm(const float *in, float *out, const float *w, const float *b, int64_t n_rows, int width, int64_t stride,
-           bool layer, float eps, sb_err *err) {
+           bool layer, float eps, float div, sb_err *err) {
     if (n_rows == 0) return SB_OK;
     if (n_rows > INT32_MAX) return sb_err_set(err, SB_EINTERNAL, "norm over %lld rows", (long long)n_rows);
-    norm_kernel<<<(unsigned)n_rows, THREADS>>>(in, out, w, b, width, stride, layer, eps);
+    norm_kernel<<<(unsigned)n_rows, THREADS>>>(in, out, w, b, width, stride, layer, eps, div);
     return launched("norm", err);
 }
 
@@ -220,6 +220,7 @@ __global__ static void attention_kernel(attn_args a) {
     int kvh = h / (a.n_head / a.n_kv_head);
     int p = a.n_past + t;
     int lo = a.window > 0 && p - a.window + 1 > 0 ? p - a.window + 1 : 0;
+    int hi = a.bidirectional ? a.n_past + a.n_tok - 1 : p; /* visible keys: [lo, hi] */
     const float *q = a.q + row * a.n_head * hd + (int64_t)h * hd;
     for (int i = lane; i < hd; i += WARP) qs[warp][i] = q[i];
     __syncwarp();
@@ -228,22 +229,22 @@ __global__ static void attention_kernel(attn_args a) {
     float acc[ATTN_SLICE];
     for (int j = 0; j < ATTN_SLICE; j++) acc[j] = 0;
     float m = -INFINITY, l = 0;
-    for (int k0 = lo; k0 <= p; k0 += WARP) {
+    for (int k0 = lo; k0 <= hi; k0 += WARP) {
         int k = k0 + lane;
         float s = -INFINITY;
-        if (k <= p) {
+        if (k <= hi) {
             const float *kr = K + (int64_t)k * kvd;
             float dot = 0;
             for (int i = 0; i < hd; i++) dot += qs[warp][i] * kr[i];
             s = dot * a.scale;
             if (a.softcap > 0) s = a.softcap * tanhf(s / a.softcap);
         }
-        float m_new = fmaxf(m, warp_max(s)); /* finite: key k0 <= p is in every chunk */
+        float m_new = fmaxf(m, warp_max(s)); /* finite: key k0 <= hi is in every chunk */
         float corr = expf(m - m_new);        /* 0 on the first chunk (m = -inf) */
-        float pk = k <= p ? expf(s - m_new) : 0.0f;
+        float pk = k <= hi ? expf(s - m_new) : 0.0f;
         l = l * corr + warp_sum(pk);
         for (int j = 0; j < ATTN_SLICE; j++) acc[j] *= corr;
-        int n_keys = p - k0 + 1 < WARP ? p - k0 + 1 : WARP;
+        int n_keys = hi - k0 + 1 < WARP ? hi - k0 + 1 : WARP;
         for (int kk = 0; kk < n_keys; kk++) {
             float pkk = __shfl_sync(0xffffffffu, pk, kk);
             const float *vr = V + (int64_t)(k0 + kk) * kvd;
@@ -288,8 +289,10 @@ __global__ static void attention_tiled_kernel(attn_args a) {
     bool active = t < a.n_tok;
     int t_last = (t0 + TILE_Q < a.n_tok ? t0 + TILE_Q : a.n_tok) - 1;
     /* keys any query of the block sees: the same for every thread, so the loop below is block-uniform */
-    int blk_lo = first_visible(a.n_past + t0, a.window), blk_hi = a.n_past + t_last;
+    int blk_lo = first_visible(a.n_past + t0, a.window);
+    int blk_hi = a.bidirectional ? a.n_past + a.n_tok - 1 : a.n_past + t_last;
     int p = a.n_past + t, lo = first_visible(p, a.window);
+    int hi = a.bidirectional ? a.n_past + a.n_tok - 1 : p; /* this query's visible keys: [lo, hi] */
     int64_t row = (int64_t)seq * a.n_tok + t;
     if (active)
         for (int i = lane; i < hd; i += WARP) qs[warp * hd + i] = a.q[row * a.n_head * hd + (int64_t)h * hd + i];
@@ -308,7 +311,7 @@ __global__ static void attention_tiled_kernel(attn_args a) {
         }
         __syncthreads();
         /* this query's visible keys in the tile: [first, last], the same for the whole warp */
-        int first = k0 > lo ? k0 : lo, last = k0 + nk - 1 < p ? k0 + nk - 1 : p;
+        int first = k0 > lo ? k0 : lo, last = k0 + nk - 1 < hi ? k0 + nk - 1 : hi;
         if (!active || first > last) continue; /* no key here: nothing to add (and m stays finite once set) */
         int k = k0 + lane;
         bool vis = k >= first && k <= last;
