@@ -277,7 +277,10 @@ static size_t tiled_shared_bytes(int hd) {
 
 __device__ static int first_visible(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
 
-__global__ static void attention_tiled_kernel(attn_args a) {
+/* SLICES = ceil(hd / 32) rounded up to 1, 2, 4 or 8: the output dimensions
+ * each lane holds, a compile-time count so the accumulators stay in
+ * registers without idle iterations for small heads. */
+template <int SLICES> __global__ static void attention_tiled_kernel(attn_args a) {
     extern __shared__ float smem[];
     int hd = a.head_dim, kvd = a.n_kv_head * hd, ks_stride = hd + 1;
     float *ks = smem, *vs = ks + TILE_K * ks_stride, *qs = vs + TILE_K * hd; /* [TILE_K][hd+1], [TILE_K][hd], [TILE_Q][hd] */
@@ -298,8 +301,8 @@ __global__ static void attention_tiled_kernel(attn_args a) {
         for (int i = lane; i < hd; i += WARP) qs[warp * hd + i] = a.q[row * a.n_head * hd + (int64_t)h * hd + i];
     const float *K = a.k_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
     const float *V = a.v_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
-    float acc[ATTN_SLICE];
-    for (int j = 0; j < ATTN_SLICE; j++) acc[j] = 0;
+    float acc[SLICES];
+    for (int j = 0; j < SLICES; j++) acc[j] = 0;
     float m = -INFINITY, l = 0;
     for (int k0 = blk_lo; k0 <= blk_hi; k0 += TILE_K) {
         int nk = blk_hi - k0 + 1 < TILE_K ? blk_hi - k0 + 1 : TILE_K;
@@ -327,11 +330,11 @@ __global__ static void attention_tiled_kernel(attn_args a) {
         float corr = expf(m - m_new);
         float pk = vis ? expf(s - m_new) : 0.0f;
         l = l * corr + warp_sum(pk);
-        for (int j = 0; j < ATTN_SLICE; j++) acc[j] *= corr;
+        for (int j = 0; j < SLICES; j++) acc[j] *= corr;
         for (int kk = first - k0; kk <= last - k0; kk++) {
             float pkk = __shfl_sync(0xffffffffu, pk, kk);
             const float *vr = vs + kk * hd;
-            for (int j = 0; j < ATTN_SLICE; j++) {
+            for (int j = 0; j < SLICES; j++) {
                 int i = lane + j * WARP;
                 if (i < hd) acc[j] += pkk * vr[i];
             }
@@ -340,13 +343,27 @@ __global__ static void attention_tiled_kernel(attn_args a) {
     }
     if (!active) return;
     float *out = a.out + row * a.n_head * hd + (int64_t)h * hd;
-    for (int j = 0; j < ATTN_SLICE; j++) {
+    for (int j = 0; j < SLICES; j++) {
         int i = lane + j * WARP;
         if (i < hd) out[i] = acc[j] / l;
     }
 }
 
 enum { FEW_QUERIES = 4 }; /* up to this many tokens per call (decoding): a warp per query, no tiles */
+
+template <int SLICES> static int launch_tiled(const attn_args *a, sb_err *err) {
+    size_t shared = tiled_shared_bytes(a->head_dim);
+    cudaError_t e = cudaFuncSetAttribute(attention_tiled_kernel<SLICES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)shared);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return sb_err_set(err, SB_EINTERNAL, "attention: %zu bytes of shared memory per block refused: %s", shared,
+                          cudaGetErrorString(e));
+    }
+    int64_t blocks = (int64_t)a->n_seq * a->n_head * ((a->n_tok + TILE_Q - 1) / TILE_Q);
+    attention_tiled_kernel<SLICES><<<(unsigned)blocks, TILE_Q * WARP, shared>>>(*a);
+    return launched("tiled attention", err);
+}
 
 int k_attention(const attn_args *a, sb_err *err) {
     if (a->head_dim > ATTN_MAX_HEAD_DIM)
@@ -359,16 +376,11 @@ int k_attention(const attn_args *a, sb_err *err) {
         attention_kernel<<<grid, ATTN_WARPS * WARP>>>(*a);
         return launched("attention", err);
     }
-    size_t shared = tiled_shared_bytes(a->head_dim);
-    cudaError_t e = cudaFuncSetAttribute(attention_tiled_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        return sb_err_set(err, SB_EINTERNAL, "attention: %zu bytes of shared memory per block refused: %s", shared,
-                          cudaGetErrorString(e));
-    }
-    int64_t blocks = (int64_t)a->n_seq * a->n_head * ((a->n_tok + TILE_Q - 1) / TILE_Q);
-    attention_tiled_kernel<<<(unsigned)blocks, TILE_Q * WARP, shared>>>(*a);
-    return launched("tiled attention", err);
+    int slices = (a->head_dim + WARP - 1) / WARP;
+    if (slices <= 1) return launch_tiled<1>(a, err);
+    if (slices <= 2) return launch_tiled<2>(a, err);
+    if (slices <= 4) return launch_tiled<4>(a, err);
+    return launch_tiled<ATTN_SLICE>(a, err);
 }
 
 /* ---- qint (layout in format_qint.h) ---- */
