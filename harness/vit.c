@@ -57,7 +57,7 @@ static double block_flops(const sb_block *b, int T) {
 
 static double ends_flops(const sb_model *m) {
     const sb_vision *v = m->vision;
-    return 2.0 * v->n_patches * linear_macs(&v->patch) + 2.0 * linear_macs(&m->head);
+    return 2.0 * v->n_patches * linear_macs(&v->patch) + 2.0 * linear_macs(&m->head) + 2.0 * linear_macs(&v->dist_head);
 }
 
 double sb_vit_dense_flops(const sb_model *m) {
@@ -238,6 +238,18 @@ static int run_blocks(sb_vit *v, sb_err *err) {
     return rc;
 }
 
+/* Distilled DeiT: logits = (head(cls) + dist_head(dist)) / 2, the
+ * distillation token being row 1 (a prefix token: reducers keep it). */
+static void distilled_head(sb_vit *v, int T, float *logits) {
+    const sb_model *m = v->m;
+    int d = m->d_model, L = v->vis->n_labels;
+    for (int b = 0; b < v->batch; b++)
+        layer_norm(&m->final_norm, m->norm_eps, v->x + ((int64_t)b * T + 1) * d, v->h + (int64_t)b * d, d);
+    float *dist = v->cls_attn; /* free here; sized for [B, L] at creation */
+    sb_linear_forward(&v->vis->dist_head, v->h, v->batch, dist, &v->mm);
+    for (int64_t i = 0; i < (int64_t)v->batch * L; i++) logits[i] = (logits[i] + dist[i]) / 2;
+}
+
 int sb_vit_classify(sb_vit *v, const float *pixels, float *logits, sb_err *err) {
     const sb_model *m = v->m;
     int d = m->d_model;
@@ -249,6 +261,7 @@ int sb_vit_classify(sb_vit *v, const float *pixels, float *logits, sb_err *err) 
     for (int b = 0; b < v->batch; b++) /* the class token is row 0 of every image */
         layer_norm(&m->final_norm, m->norm_eps, v->x + (int64_t)b * T * d, v->h + (int64_t)b * d, d);
     sb_linear_forward(&m->head, v->h, v->batch, logits, &v->mm);
+    if (v->vis->dist_head.fmt) distilled_head(v, T, logits);
     return SB_OK;
 }
 
@@ -279,12 +292,12 @@ int sb_vit_new(const sb_model *m, sb_pool *pool, int batch, sb_vit **out, sb_err
     int64_t max_cols = vis->patch.cols > d ? vis->patch.cols : d;
     v->mm.pool = pool;
     v->mm.scratch_floats = sb_matmul_scratch_floats(max_cols, sb_pool_threads(pool));
-    int64_t hbuf = R * d > T0 ? R * d : T0;
+    int64_t hbuf = R * d > T0 ? R * d : T0, labels = (int64_t)batch * vis->n_labels; /* cls_attn doubles as [B, L] */
     bool ok = (v->mm.scratch = floats(v->mm.scratch_floats, err)) &&
               (v->patches = floats((int64_t)batch * vis->n_patches * vis->patch.cols, err)) &&
               (v->x = floats(R * d, err)) && (v->y = floats(R * d, err)) && (v->h = floats(hbuf, err)) &&
               (v->k = floats(R * qd, err)) && (v->q = floats((int64_t)batch * qd, err)) &&
-              (v->cls_attn = floats(R, err)) && (v->keep = sb_malloc(err, sizeof(int32_t) * (size_t)T0)) &&
+              (v->cls_attn = floats(R > labels ? R : labels, err)) && (v->keep = sb_malloc(err, sizeof(int32_t) * (size_t)T0)) &&
               (v->tokens = sb_calloc(err, (size_t)m->n_layer, sizeof(int)));
     if (ok && m->reducer && m->reducer->wants_attention)
         ok = (v->heads = floats((int64_t)batch * nh * T0 * T0, err)) && (v->attn = floats(R * T0, err));
