@@ -4,7 +4,8 @@
 #   make test SANITIZE=1 the same under AddressSanitizer + UBSan (separate build dir)
 #   make bench           engine speed benchmark (ratios against GEMM peak and memory bandwidth)
 #   make demo            the built-in model through a compression sweep: leaderboard + plots in results/demo/
-#   make builtin-models  retrains datasets/builtin/ from the built-in corpus (a few minutes)
+#   make builtin-models  retrains datasets/builtin/ from the built-in corpus and shapes (a few minutes)
+#   make builtin-vit     retrains only the built-in ViT (datasets/builtin/vit-shapes)
 #   BLAS=openblas (default) or BLAS=blis selects the CBLAS implementation.
 
 CC       ?= cc
@@ -72,7 +73,7 @@ $(BUILD)/harness/version.o: CFLAGS += -DSB_GIT_COMMIT=\"$(GIT_COMMIT)\"
 $(BUILD)/harness/version.o: FORCE
 FORCE:
 
-.PHONY: all test test-mpi slimbench-mpi bench clean slimbench FORCE demo builtin-models
+.PHONY: all test test-mpi slimbench-mpi bench clean slimbench FORCE demo builtin-models builtin-vit
 all: slimbench
 
 # Copy then rename: a running ./slimbench keeps its old inode instead of failing the copy.
@@ -124,7 +125,7 @@ demo: slimbench
 BUILTIN := datasets/builtin
 BUILTIN_MODEL := $(BUILTIN)/story-1.7m
 BUILTIN_DATA := $(BUILD)/builtin-data
-builtin-models: slimbench
+builtin-models: slimbench builtin-vit
 	./slimbench data corpus --out $(BUILTIN_DATA)
 	./slimbench data bpe --input $(BUILTIN_DATA)/train.txt --vocab 1024 --out $(BUILTIN_DATA)/tokenizer
 	./slimbench train --config $(BUILTIN)/train.json --data $(BUILTIN_DATA)/train.txt \
@@ -134,6 +135,16 @@ builtin-models: slimbench
 	cp $(BUILTIN_DATA)/model/config.json $(BUILTIN_DATA)/model/model.safetensors \
 	    $(BUILTIN_DATA)/model/tokenizer.json $(BUILTIN_DATA)/model/tokenizer_config.json $(BUILTIN_MODEL)/
 	cp $(BUILTIN_DATA)/model/train_log.json $(BUILTIN)/
+
+# The built-in image classifier: a ViT trained on builtin:shapes (datasets/image_synth.c), the
+# same rules as above (2 threads, bit-identical checkpoint, the log beside the config).
+VIT_MODEL := $(BUILTIN)/vit-shapes
+builtin-vit: slimbench
+	./slimbench train-vit --config $(BUILTIN)/vit_train.json --data builtin:shapes:train --valid builtin:shapes:valid \
+	    --test builtin:shapes:test --out $(BUILTIN_DATA)/vit --dtype bf16 --threads 2
+	mkdir -p $(VIT_MODEL)
+	cp $(BUILTIN_DATA)/vit/config.json $(BUILTIN_DATA)/vit/model.safetensors $(BUILTIN_DATA)/vit/preprocessor_config.json $(VIT_MODEL)/
+	cp $(BUILTIN_DATA)/vit/train_log.json $(BUILTIN)/vit_train_log.json
 
 clean:
 	rm -rf build slimbench

@@ -7,8 +7,9 @@
  *       DIR/agreement.jsonl, recall.jsonl, arithmetic.jsonl (N questions each)
  *   slimbench data bpe --input FILE --vocab N --out DIR
  *       DIR/tokenizer.json, tokenizer_config.json (byte-level BPE trained on FILE)
- *   slimbench data images PATH [--limit N]
- *       loads an image set (image_set.h) and prints its counts per class
+ *   slimbench data images PATH [--limit N] [--write DIR]
+ *       loads an image set (image_set.h) and prints its counts per class;
+ *       --write saves it as a class folder DIR/<class>/<index>.ppm|.pgm
  *
  * DIR is created when missing.  Prints one line per file written. */
 #include <errno.h>
@@ -155,8 +156,31 @@ static void describe_sizes(const sb_image_set *set, char *buf, size_t n) {
     snprintf(buf, n, "%dx%d, %d channel%s", a->width, a->height, a->channels, a->channels > 1 ? "s" : "");
 }
 
+/* DIR/<class>/<index>.ppm (P6) or .pgm (P5): the set as a folder any loader reads back. */
+static int write_image_folder(const sb_image_set *set, const char *dir, sb_err *err) {
+    int rc = sb_make_dirs(dir, err);
+    for (int i = 0; rc == SB_OK && i < set->n_images; i++) {
+        const sb_image *im = &set->images[i];
+        char cls[256], path[4096];
+        snprintf(cls, sizeof cls, "%s", set->labels[i] >= 0 ? set->class_names[set->labels[i]] : "unlabelled");
+        for (char *c = cls; *c; c++) *c = *c == '/' || *c == '.' ? '_' : *c;   /* a name, never a path */
+        snprintf(path, sizeof path, "%s/%s", dir, cls);
+        rc = sb_make_dirs(path, err);
+        if (rc) break;
+        snprintf(path, sizeof path, "%s/%s/%05d.%s", dir, cls, i, im->channels == 3 ? "ppm" : "pgm");
+        FILE *f = fopen(path, "wb");
+        size_t n = (size_t)im->width * im->height * im->channels;
+        int ok = f && fprintf(f, "P%c\n%d %d\n255\n", im->channels == 3 ? '6' : '5', im->width, im->height) > 0 &&
+                 fwrite(im->pixels, 1, n, f) == n;
+        if (f && fclose(f) != 0) ok = 0;
+        if (!ok) rc = sb_err_set(err, SB_EINPUT, "%s: cannot write: %s", path, strerror(errno));
+    }
+    if (rc == SB_OK) printf("wrote %d images under %s\n", set->n_images, dir);
+    return rc;
+}
+
 static int data_images(int argc, char **argv, sb_err *err) {
-    static const char *const with_value[] = {"--limit", NULL};
+    static const char *const with_value[] = {"--limit", "--write", NULL};
     long long limit = 0;
     const char *path = argc > 0 && strncmp(argv[0], "--", 2) != 0 ? argv[0] : NULL;
     if (!path) return sb_err_set(err, SB_EINPUT, "data images needs a PATH (folder, CIFAR batch, IDX file or builtin:shapes)");
@@ -173,8 +197,10 @@ static int data_images(int argc, char **argv, sb_err *err) {
         for (int i = 0; i < set->n_images; i++) count += set->labels[i] == c;
         printf("  %3d %-24s %d\n", c, set->class_names[c], count);
     }
+    const char *write = sb_flag_value(argc - 1, argv + 1, "--write");
+    rc = write ? write_image_folder(set, write, err) : SB_OK;
     sb_image_set_free(set);
-    return SB_OK;
+    return rc;
 }
 
 int sb_cmd_data(int argc, char **argv) {

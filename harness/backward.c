@@ -498,3 +498,15 @@ void sb_train_backward(sb_train_model *tm) {
 }
 
 void sb_train_zero_grad(sb_train_model *tm) { memset(tm->grad_mem, 0, sizeof(float) * (size_t)tm->n_params); }
+
+/* ---- shared with the ViT trainer (vit_backward.c) ---------------------------- */
+
+void sb_train_gemm(sb_pool *pool, bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda, const float *B,
+                   int ldb, float beta, float *C, int ldc) {
+    gemm(pool, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, A, lda, B, ldb, beta, C,
+         ldc);
+}
+
+void sb_train_parallel_for(sb_pool *pool, int64_t n, int64_t chunk, void (*fn)(void *arg, int64_t i0, int64_t i1), void *arg) {
+    parallel_for(pool, n, chunk, fn, arg);
+}

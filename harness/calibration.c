@@ -269,6 +269,8 @@ struct sb_calib_run {
     int n_stats;
 };
 
+/* Each sample's slot holds seq_len rows of up to d_model floats: a sliced
+ * stream (SliceGPT) is narrower and fills only the slot's start. */
 static int64_t sample_floats(const sb_calib_run *r) { return (int64_t)r->set->seq_len * r->m->d_model; }
 
 /* Observer: inputs of the current block's requested linears go to their statistics. */

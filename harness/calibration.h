@@ -124,7 +124,9 @@ void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows);
 typedef struct sb_calib_run sb_calib_run;
 
 /* Embeds every sample (the block-0 inputs). The model must stay alive and
- * keep its shapes; methods may replace the block's linears between calls. */
+ * keep its shapes; methods may replace the block's linears between calls
+ * (SliceGPT narrows the current block's residual widths, never above
+ * d_model: the session's buffers are sized for the model as it was). */
 int sb_calib_run_new(const sb_model *m, const sb_calib_set *set, const sb_run_ctx *ctx, sb_calib_run **out,
                      sb_err *err);
 void sb_calib_run_free(sb_calib_run *r);
@@ -139,7 +141,9 @@ int sb_calib_run_block(sb_calib_run *r, sb_linear_stats *stats, int n_stats, sb_
 int sb_calib_advance(sb_calib_run *r, sb_err *err);
 
 /* Hidden states [n_samples][seq_len][d_model]: the current block's
- * inputs, and its outputs from the latest sb_calib_run_block. */
+ * inputs, and its outputs from the latest sb_calib_run_block.  When the
+ * stream is narrower (a sliced model), sample k still starts at
+ * k * seq_len * d_model, its rows packed at the block's width. */
 const float *sb_calib_inputs(const sb_calib_run *r);
 const float *sb_calib_outputs(const sb_calib_run *r);
 

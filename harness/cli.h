@@ -22,6 +22,7 @@ int sb_cmd_list(int argc, char **argv);
 int sb_cmd_data(int argc, char **argv);
 int sb_cmd_plot(int argc, char **argv);
 int sb_cmd_train(int argc, char **argv);
+int sb_cmd_train_vit(int argc, char **argv);
 int sb_cmd_demo(int argc, char **argv);
 
 /* Prints "slimbench: <message>" on stderr and returns err->code (or 1). */

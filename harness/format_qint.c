@@ -38,7 +38,7 @@ typedef struct qint_header {
     int32_t group_size, n_groups;
     int32_t bits;            /* uniform width; 0 when widths vary per group */
     int32_t symmetric;
-    int64_t row_words;       /* uniform: words per row */
+    int64_t row_words;       /* words per row when every row has as many; 0: row offsets */
     /* byte offsets from the start of the payload */
     uint64_t codes_off, row_off_off, scales_off, zeros_off, group_bits_off, end_off;
 } qint_header;
@@ -52,7 +52,7 @@ static const uint8_t *base_of(const qint_header *h) { return (const uint8_t *)h;
 
 static const uint8_t *row_codes(const qint_header *h, int64_t r) {
     const uint64_t *words = (const uint64_t *)(base_of(h) + h->codes_off);
-    if (h->bits) return (const uint8_t *)(words + r * h->row_words);
+    if (h->row_words) return (const uint8_t *)(words + r * h->row_words);
     const uint64_t *row_off = (const uint64_t *)(base_of(h) + h->row_off_off);
     return (const uint8_t *)(words + row_off[r]);
 }
@@ -366,6 +366,36 @@ static float lanes_row_2(const fused_job *j, int64_t r) { return lanes_row_1(j, 
 static float lanes_row_3(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 3); }
 static float lanes_row_4(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 4); }
 
+/* One token, every group 1 bit (binarized groups; 1-bit layers always store
+ * zeros): Σ_j q_j·x_j is the sum of x where the bit is set, so each byte of
+ * codes becomes an 8-lane mask by a compare against the lane's bit and the
+ * sum needs no integer-to-float conversion. */
+static float bits_row_1(const fused_job *j, int64_t r) {
+    const qint_header *h = j->h;
+    const uint8_t *p = row_codes(h, r);
+    const uint16_t *scales = (const uint16_t *)(base_of(h) + h->scales_off) + r * h->n_groups;
+    const uint16_t *zeros = (const uint16_t *)(base_of(h) + h->zeros_off) + r * h->n_groups;
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const float *x = j->x;
+    __m256 acc = _mm256_setzero_ps();
+    for (int g = 0; g < h->n_groups; g++) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 16 <= h->group_size; k += 16, p += 2, x += 16) {
+            __m256i m0 = _mm256_and_si256(_mm256_set1_epi32(p[0]), bit), m1 = _mm256_and_si256(_mm256_set1_epi32(p[1]), bit);
+            a0 = _mm256_add_ps(a0, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m0, bit)), _mm256_loadu_ps(x)));
+            a1 = _mm256_add_ps(a1, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m1, bit)), _mm256_loadu_ps(x + 8)));
+        }
+        if (k < h->group_size) { /* a group of 8 mod 16 */
+            __m256i m0 = _mm256_and_si256(_mm256_set1_epi32(p[0]), bit);
+            a0 = _mm256_add_ps(a0, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m0, bit)), _mm256_loadu_ps(x)));
+            p += 1, x += 8;
+        }
+        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale_value(scales[g])), acc);
+    }
+    return hsum(acc) - zero_terms_of(scales, zeros, 0, j->xsum, h->n_groups);
+}
+
 static float uniform_row_le4(const fused_job *j, int64_t r) {
     return uniform_row_1(j->h, r, j->x, j->xsum, &j->units[j->h->bits], KIND_LE4);
 }
@@ -455,6 +485,7 @@ static void choose_row_kernel(fused_job *j, sb_matmul_ctx *ctx) {
         j->xperm = xperm;
         j->row_1 = h->bits == 2 ? lanes_row_2 : h->bits == 3 ? lanes_row_3 : lanes_row_4;
     }
+    if (h->bits == 1) j->row_1 = bits_row_1; /* groups are a multiple of 8 here (simd_ok) */
 }
 
 static void fused_matmul(const qint_header *h, const float *x, int64_t n_tok, float *y, sb_matmul_ctx *ctx) {
@@ -539,6 +570,15 @@ static int64_t row_words_of(int64_t r, int64_t n_groups, int group_size, int bit
     return (row_bits + 63) / 64;
 }
 
+/* Mixed widths whose rows all take the same number of words (SliM-LLM: one
+ * allocation per column group) need no row offsets: that count, else 0. */
+static int64_t common_row_words(int64_t rows, int64_t n_groups, int group_size, const uint8_t *group_bits) {
+    int64_t first = row_words_of(0, n_groups, group_size, 0, group_bits);
+    for (int64_t r = 1; r < rows; r++)
+        if (row_words_of(r, n_groups, group_size, 0, group_bits) != first) return 0;
+    return first;
+}
+
 static void put_code(uint64_t *row, uint64_t pos, unsigned code, int b) {
     unsigned shift = (unsigned)(pos % 64);
     row[pos / 64] |= (uint64_t)code << shift;
@@ -557,10 +597,11 @@ static void pack_row(uint64_t *row, const uint8_t *codes, int64_t r, const qint_
 
 /* Lays out the offsets of every array (see the byte map in format_qint.h). */
 static void plan_layout(qint_header *h, int64_t code_words, bool mixed) {
+    bool offsets = h->row_words == 0;
     int64_t n_scales = h->rows * h->n_groups;
     h->codes_off = HEADER_BYTES;
     h->row_off_off = h->codes_off + 8u * (uint64_t)code_words;
-    h->scales_off = h->row_off_off + (mixed ? 8u * (uint64_t)h->rows : 0);
+    h->scales_off = h->row_off_off + (offsets ? 8u * (uint64_t)h->rows : 0);
     h->zeros_off = h->scales_off + 2u * (uint64_t)n_scales;
     h->group_bits_off = h->zeros_off + (h->symmetric ? 0 : 2u * (uint64_t)n_scales);
     h->end_off = h->group_bits_off + (mixed ? (uint64_t)(n_scales + 1) / 2 : 0);
@@ -572,9 +613,9 @@ static void fill_payload(uint8_t *base, const qint_header *h, int bits, const ui
     uint64_t *words = (uint64_t *)(base + h->codes_off), *row_off = (uint64_t *)(base + h->row_off_off);
     int64_t word = 0;
     for (int64_t r = 0; r < h->rows; r++) {
-        if (group_bits) row_off[r] = (uint64_t)word;
+        if (!h->row_words) row_off[r] = (uint64_t)word;
         pack_row(words + word, codes, r, h, bits, group_bits);
-        word += group_bits ? row_words_of(r, h->n_groups, h->group_size, bits, group_bits) : h->row_words;
+        word += h->row_words ? h->row_words : row_words_of(r, h->n_groups, h->group_size, bits, group_bits);
     }
     uint16_t *s16 = (uint16_t *)(base + h->scales_off), *z16 = (uint16_t *)(base + h->zeros_off);
     for (int64_t i = 0; i < n_scales; i++) s16[i] = sb_f32_to_f16(scales[i]);
@@ -596,9 +637,9 @@ int sb_qint_pack(int64_t rows, int64_t cols, int group_size, int bits, const uin
 
     qint_header h = {.rows = rows, .cols = cols, .group_size = group_size, .n_groups = (int32_t)n_groups,
                      .bits = group_bits ? 0 : bits, .symmetric = zeros == NULL};
-    h.row_words = group_bits ? 0 : (cols * bits + 63) / 64;
+    h.row_words = group_bits ? common_row_words(rows, n_groups, group_size, group_bits) : (cols * bits + 63) / 64;
     int64_t code_words = 1; /* the guard word */
-    for (int64_t r = 0; r < rows; r++) code_words += group_bits ? row_words_of(r, n_groups, group_size, bits, group_bits) : h.row_words;
+    for (int64_t r = 0; r < rows; r++) code_words += h.row_words ? h.row_words : row_words_of(r, n_groups, group_size, bits, group_bits);
     plan_layout(&h, code_words, group_bits != NULL);
 
     void *mem = NULL;

@@ -18,10 +18,12 @@
  *                        off_c = sum of the widths of the codes before it in the row,
  *                        bit k of the stream being bit (k % 64) of word k / 64.
  *                        Every row starts on a fresh word (the last word zero-padded),
- *                        so uniform rows have a fixed stride of row_words.
+ *                        so rows of equal length (uniform width, or mixed widths
+ *                        adding up to the same words in every row) have a fixed
+ *                        stride of row_words.
  *                        One zero guard word follows the last row, so the product may
  *                        read 8 bytes at any code position without leaving the array.
- *   row_off_off          mixed only: uint64 [rows], word index where row r starts
+ *   row_off_off          only when rows differ in length: uint64 [rows], word index where row r starts
  *   scales_off           f16 [rows * n_groups], row-major (row r, group g at r*n_groups+g)
  *   zeros_off            asymmetric only: f16 [rows * n_groups], small integers, exact in f16
  *   group_bits_off       mixed only: 4-bit widths [rows * n_groups], two per byte,
@@ -39,7 +41,8 @@
  *     b + 16 / group_size                (symmetric)
  *     b + 32 / group_size                (asymmetric)
  *     + 64 / (rows * cols)               (the guard word)
- *   mixed adds 4 / group_size (widths) + 64 / cols (row offsets).
+ *   mixed adds 4 / group_size (widths), and 64 / cols (row offsets) when
+ *   rows differ in length.
  *
  * Products: decode_rows dequantizes exactly (one f32 multiply per weight:
  * scale * (q - zero), the same value the quantizer's dequantize gives).

@@ -28,6 +28,7 @@ struct sb_session {
     float *q, *att; /* [R, nh*hd] */
     float *k, *v;   /* [R, nkv*hd] new keys and values before they enter the cache */
     float *o;       /* [R, d] a branch's output */
+    float *res;     /* [R, d] the residual stream through a shortcut matrix */
     float *gate, *up; /* [R, ff] */
     float *scores;  /* per worker: QUERY_BLOCK * max_ctx */
     float *rope_cos, *rope_sin; /* [max_tokens, rot/2] for the call's positions */
@@ -53,13 +54,14 @@ typedef struct {
 
 static void norm_one(const norm_job *j, const float *x, float *y) {
     int64_t n = j->width;
+    double div = j->norm->mean_width > 0 ? (double)j->norm->mean_width : (double)n; /* sliced: the original width */
     double mean = 0, sq = 0;
     if (j->type == SB_NORM_LAYER) {
         for (int64_t i = 0; i < n; i++) mean += x[i];
-        mean /= (double)n;
+        mean /= div;
     }
     for (int64_t i = 0; i < n; i++) sq += ((double)x[i] - mean) * ((double)x[i] - mean);
-    float inv = (float)(1.0 / sqrt(sq / (double)n + j->eps));
+    float inv = (float)(1.0 / sqrt(sq / div + j->eps));
     const float *w = j->norm->weight, *b = j->norm->bias;
     for (int64_t i = 0; i < n; i++) {
         float v = ((float)(x[i] - mean)) * inv;
@@ -283,7 +285,8 @@ static void attention_branch(sb_session *s, const sb_block *b, int layer, int n_
     else
         sb_pool_run(s->pool, attn_gemm_task, &aj, s->n_seq * b->n_head * ((n_tok + QUERY_BLOCK - 1) / QUERY_BLOCK));
     block_linear(s, layer, &b->wo, s->att, R, s->o);
-    if (b->post_attn_norm.weight) apply_norm(s, &b->post_attn_norm, s->o, s->o, R, m->d_model, m->d_model);
+    int64_t d_mid = b->wo.rows;
+    if (b->post_attn_norm.weight) apply_norm(s, &b->post_attn_norm, s->o, s->o, R, d_mid, d_mid);
 }
 
 /* out = MLP(in); uses gate/up scratch. */
@@ -298,29 +301,42 @@ static void mlp_branch(sb_session *s, const sb_block *b, int layer, const float 
     }
     sb_pool_run(s->pool, act_task, &aj, tasks_for(R));
     block_linear(s, layer, &b->w_down, aj.a, R, out);
-    if (b->post_mlp_norm.weight) apply_norm(s, &b->post_mlp_norm, out, out, R, m->d_model, m->d_model);
+    int64_t d_out = b->w_down.rows;
+    if (b->post_mlp_norm.weight) apply_norm(s, &b->post_mlp_norm, out, out, R, d_out, d_out);
 }
 
 static void add_into(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+/* x = x·Sᵀ: the residual stream through a shortcut matrix (SliceGPT), when
+ * the block has one; the stream becomes S->rows wide. */
+static void through_shortcut(sb_session *s, int layer, const sb_linear *sc, int64_t R) {
+    if (!sc->fmt) return;
+    block_linear(s, layer, sc, s->x, R, s->res);
+    memcpy(s->x, s->res, sizeof(float) * (size_t)(R * sc->rows));
+}
+
+/* The stream enters d_in = wq.cols wide, is d_mid = wo.rows wide between
+ * the branches and leaves d_out wide (all d_model unless sliced). */
 static void run_block(sb_session *s, int layer, int n_tok, int64_t R) {
     const sb_model *m = s->m;
     const sb_block *b = &m->blocks[layer];
-    int64_t n = R * m->d_model;
-    apply_norm(s, &b->attn_norm, s->x, s->h, R, m->d_model, m->d_model);
+    int64_t d_in = sb_block_width_in(b), d_mid = sb_block_width_mid(b);
+    apply_norm(s, &b->attn_norm, s->x, s->h, R, d_in, d_in);
     attention_branch(s, b, layer, n_tok, R);
+    through_shortcut(s, layer, &b->attn_shortcut, R);
     if (m->parallel_residual) {
-        add_into(s->x, s->o, n);
+        add_into(s->x, s->o, R * d_mid);
         mlp_branch(s, b, layer, s->h, s->o, R);
-        add_into(s->x, s->o, n);
+        add_into(s->x, s->o, R * d_mid);
         return;
     }
-    add_into(s->x, s->o, n);
-    apply_norm(s, &b->mlp_norm, s->x, s->h, R, m->d_model, m->d_model);
+    add_into(s->x, s->o, R * d_mid);
+    apply_norm(s, &b->mlp_norm, s->x, s->h, R, d_mid, d_mid);
     mlp_branch(s, b, layer, s->h, s->o, R);
-    add_into(s->x, s->o, n);
+    through_shortcut(s, layer, &b->mlp_shortcut, R);
+    add_into(s->x, s->o, R * b->w_down.rows);
 }
 
 /* ---- embedding and head -------------------------------------------------- */
@@ -329,20 +345,21 @@ static int embed(sb_session *s, const int32_t *tokens, int n_tok, sb_err *err) {
     const sb_model *m = s->m;
     if (!m->tok_embd.fmt) /* image models embed patches (vit.c), not tokens */
         return sb_err_set(err, SB_EINPUT, "%s has no token embedding (an image model: use the image tasks)", m->path);
+    int64_t d = sb_model_embed_width(m);
     for (int64_t r = 0; r < (int64_t)s->n_seq * n_tok; r++) {
         int32_t id = tokens[r];
         if (id < 0 || id >= m->n_vocab)
             return sb_err_set(err, SB_EINPUT, "token id %d is outside the vocabulary [0, %d)", id, m->n_vocab);
-        float *x = s->x + r * m->d_model;
+        float *x = s->x + r * d;
         m->tok_embd.fmt->decode_rows(&m->tok_embd, id, 1, x);
         if (m->embed_scale != 1.0f)
-            for (int i = 0; i < m->d_model; i++) x[i] *= m->embed_scale;
+            for (int64_t i = 0; i < d; i++) x[i] *= m->embed_scale;
         if (m->pos_embd) {
             int row = s->n_past + (int)(r % n_tok) + m->pos_offset;
             if (row >= m->n_pos_rows)
                 return sb_err_set(err, SB_EINPUT, "position %d is past the model's %d learned positions",
                                   row - m->pos_offset, m->n_pos_rows - m->pos_offset);
-            add_into(x, m->pos_embd + (int64_t)row * m->d_model, m->d_model);
+            add_into(x, m->pos_embd + (int64_t)row * d, d);
         }
     }
     return SB_OK;
@@ -351,10 +368,11 @@ static int embed(sb_session *s, const int32_t *tokens, int n_tok, sb_err *err) {
 static void head(sb_session *s, int n_tok, int logits_from, float *logits) {
     const sb_model *m = s->m;
     int n_out = n_tok - logits_from;
+    int64_t d = m->head.cols; /* the last block's output width */
     /* gather the rows that want logits, so the final norm and the head run on them alone */
     for (int seq = 0; seq < s->n_seq; seq++)
-        apply_norm(s, &m->final_norm, s->x + ((int64_t)seq * n_tok + logits_from) * m->d_model,
-                   s->h + (int64_t)seq * n_out * m->d_model, n_out, m->d_model, m->d_model);
+        apply_norm(s, &m->final_norm, s->x + ((int64_t)seq * n_tok + logits_from) * d, s->h + (int64_t)seq * n_out * d,
+                   n_out, d, d);
     int64_t rows = (int64_t)s->n_seq * n_out;
     sb_linear_forward(&m->head, s->h, rows, logits, &s->mm);
     if (m->final_softcap > 0)
@@ -394,7 +412,7 @@ int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_o
     int rc = check_call(s, n_tok, err);
     if (!rc) rc = embed(s, tokens, n_tok, err);
     if (rc) return rc;
-    memcpy(x_out, s->x, sizeof(float) * (size_t)((int64_t)s->n_seq * n_tok * s->m->d_model));
+    memcpy(x_out, s->x, sizeof(float) * (size_t)((int64_t)s->n_seq * n_tok * sb_model_embed_width(s->m)));
     return SB_OK;
 }
 
@@ -405,12 +423,27 @@ int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int l
     if (layer0 < 0 || layer1 > s->m->n_layer || layer0 > layer1)
         return sb_err_set(err, SB_EINTERNAL, "block range [%d, %d) outside the model's %d blocks", layer0, layer1,
                           s->m->n_layer);
+    const sb_model *m = s->m;
     int64_t R = (int64_t)s->n_seq * n_tok;
-    size_t bytes = sizeof(float) * (size_t)(R * s->m->d_model);
-    memmove(s->x, x_in, bytes);
+    /* the stream's width where it enters and leaves (blocks may narrow it) */
+    int64_t w_in = layer0 < m->n_layer ? sb_block_width_in(&m->blocks[layer0]) : m->head.cols;
+    int64_t w_out = layer1 > layer0 ? sb_block_width_out(&m->blocks[layer1 - 1], m->parallel_residual) : w_in;
+    memmove(s->x, x_in, sizeof(float) * (size_t)(R * w_in));
     s->rope_for = NULL;
     for (int l = layer0; l < layer1; l++) run_block(s, l, n_tok, R);
-    memmove(x_out, s->x, bytes);
+    memmove(x_out, s->x, sizeof(float) * (size_t)(R * w_out));
+    return SB_OK;
+}
+
+int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err) {
+    const sb_model *m = s->m;
+    if (n_rows < 1 || n_rows > (int64_t)s->n_seq * s->max_tokens)
+        return sb_err_set(err, SB_EINTERNAL, "%lld rows for the head; this session takes 1 to %lld", (long long)n_rows,
+                          (long long)s->n_seq * s->max_tokens);
+    apply_norm(s, &m->final_norm, x, s->h, n_rows, m->d_model, m->d_model);
+    sb_linear_forward(&m->head, s->h, n_rows, logits, &s->mm);
+    if (m->final_softcap > 0)
+        for (int64_t i = 0; i < n_rows * m->n_vocab; i++) logits[i] = cap_score(logits[i], m->final_softcap);
     return SB_OK;
 }
 
@@ -453,8 +486,11 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
     int64_t R = (int64_t)n_seq * max_tokens;
     int threads = sb_pool_threads(pool);
     int64_t score_rows = (int64_t)QUERY_BLOCK * threads; /* one block of rows per worker */
-    /* BLAS runs single-threaded inside the pool's tasks (see blas.h). */
-    if (threads > 1) sb_blas_set_threads(1);
+    /* BLAS runs single-threaded inside the pool's tasks (see blas.h), also
+     * with a pool of one thread: OpenBLAS's own threading changes its
+     * blocking and so the order of the sums, and a run's numbers must not
+     * depend on its thread count (GPTQ with 1 and 2 threads, test_gptq). */
+    sb_blas_set_threads(1);
     s->k_cache = sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
     s->v_cache = sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
     bool ok = s->k_cache && s->v_cache;
@@ -463,7 +499,8 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
         ok = (s->k_cache[l] = alloc_floats(n, err)) && (s->v_cache[l] = alloc_floats(n, err));
     }
     ok = ok && (s->x = alloc_floats(R * m->d_model, err)) && (s->h = alloc_floats(R * m->d_model, err)) &&
-         (s->o = alloc_floats(R * m->d_model, err)) && (s->q = alloc_floats(R * qd, err)) &&
+         (s->o = alloc_floats(R * m->d_model, err)) && (s->res = alloc_floats(R * m->d_model, err)) &&
+         (s->q = alloc_floats(R * qd, err)) &&
          (s->att = alloc_floats(R * qd, err)) && (s->k = alloc_floats(R * kvd, err)) &&
          (s->v = alloc_floats(R * kvd, err)) && (s->gate = alloc_floats(R * ff, err)) &&
          (s->up = alloc_floats(R * ff, err)) && (s->scores = alloc_floats(score_rows * max_ctx, err)) &&
@@ -490,7 +527,7 @@ void sb_session_free(sb_session *s) {
     }
     free(s->k_cache);
     free(s->v_cache);
-    float *bufs[] = {s->x, s->h, s->o, s->q, s->att, s->k, s->v, s->gate, s->up, s->scores, s->rope_cos, s->rope_sin,
+    float *bufs[] = {s->x, s->h, s->o, s->res, s->q, s->att, s->k, s->v, s->gate, s->up, s->scores, s->rope_cos, s->rope_sin,
                      s->mm.scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);

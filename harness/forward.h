@@ -46,6 +46,12 @@ int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_o
 int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int layer0, int layer1, float *x_out,
                               sb_err *err);
 
+/* The final norm and the head on n_rows hidden rows x[n_rows, d_model]
+ * (n_rows <= n_seq * max_tokens): logits[n_rows, n_vocab], the same values
+ * sb_session_forward gives for those positions.  Block-wise searches (SLEB)
+ * score the hidden states they computed themselves. */
+int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err);
+
 /* Called before every linear product inside a block with the exact input
  * rows that linear receives (n_rows = n_seq * n_tok rows of w->cols
  * floats). w points into m->blocks[layer], so its address says which

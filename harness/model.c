@@ -39,7 +39,7 @@ void sb_model_free(sb_model *m) {
         sb_block *b = &m->blocks[l];
         sb_norm *norms[] = {&b->attn_norm, &b->mlp_norm, &b->post_attn_norm, &b->post_mlp_norm, &b->q_norm, &b->k_norm};
         for (size_t i = 0; i < sizeof norms / sizeof norms[0]; i++) free_norm(norms[i]);
-        sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+        sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down, &b->attn_shortcut, &b->mlp_shortcut};
         for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) sb_linear_free(lins[i]);
     }
     free(m->blocks);
@@ -57,6 +57,54 @@ void sb_model_free(sb_model *m) {
     free(m);
 }
 
+int64_t sb_block_width_in(const sb_block *b) { return b->wq.cols; }
+int64_t sb_block_width_mid(const sb_block *b) { return b->wo.rows; }
+int64_t sb_block_width_out(const sb_block *b, bool parallel_residual) {
+    return parallel_residual ? b->wo.rows : b->w_down.rows;
+}
+/* Image models have no token embedding: their stream starts at the patch embedding's width. */
+int64_t sb_model_embed_width(const sb_model *m) { return m->vision ? m->vision->patch.rows : m->tok_embd.cols; }
+
+bool sb_model_is_sliced(const sb_model *m) {
+    if (sb_model_embed_width(m) != m->d_model || m->head.cols != m->d_model) return true;
+    for (int l = 0; l < m->n_layer; l++) {
+        const sb_block *b = &m->blocks[l];
+        if (b->attn_shortcut.fmt || b->mlp_shortcut.fmt || sb_block_width_in(b) != m->d_model ||
+            sb_block_width_mid(b) != m->d_model || sb_block_width_out(b, m->parallel_residual) != m->d_model)
+            return true;
+    }
+    return false;
+}
+
+/* A shortcut must map `from` values to `to`; absent, the widths must agree. */
+static bool shortcut_fits(const sb_linear *s, int64_t from, int64_t to) {
+    return s->fmt ? s->cols == from && s->rows == to : from == to;
+}
+
+/* The residual stream's widths chain from the embedding through every block to the head. */
+static int validate_widths(const sb_model *m, sb_err *err) {
+    int64_t w = sb_model_embed_width(m);
+    for (int l = 0; l < m->n_layer; l++) {
+        const sb_block *b = &m->blocks[l];
+        int64_t in = sb_block_width_in(b), mid = sb_block_width_mid(b), out = sb_block_width_out(b, m->parallel_residual);
+        bool inputs = b->wk.cols == in && b->wv.cols == in && b->w_up.cols == (m->parallel_residual ? in : mid) &&
+                      (!m->gated_mlp || b->w_gate.cols == b->w_up.cols);
+        bool residual = m->parallel_residual
+                            ? b->w_down.rows == out && shortcut_fits(&b->attn_shortcut, in, out) && !b->mlp_shortcut.fmt
+                            : shortcut_fits(&b->attn_shortcut, in, mid) && shortcut_fits(&b->mlp_shortcut, mid, out);
+        if (in != w || in > m->d_model || mid > m->d_model || out > m->d_model || !inputs || !residual)
+            return sb_err_set(err, SB_EINPUT,
+                              "%s: layer %d: residual widths disagree (stream %lld enters; block takes %lld, %lld "
+                              "between its branches, gives %lld; d_model %d)",
+                              m->path, l, (long long)w, (long long)in, (long long)mid, (long long)out, m->d_model);
+        w = out;
+    }
+    if (m->head.cols != w)
+        return sb_err_set(err, SB_EINPUT, "%s: the head takes %lld values but the last block gives %lld", m->path,
+                          (long long)m->head.cols, (long long)w);
+    return SB_OK;
+}
+
 int sb_model_validate(const sb_model *m, sb_err *err) {
     if (m->n_layer < 1 || !m->blocks || (!m->tok_embd.fmt && !m->vision) || !m->head.fmt || !m->final_norm.weight)
         return sb_err_set(err, SB_EINPUT, "%s: incomplete model", m->path);
@@ -72,7 +120,7 @@ int sb_model_validate(const sb_model *m, sb_err *err) {
     }
     if (m->attn_scale <= 0 || !isfinite(m->attn_scale) || !(m->norm_eps >= 0))
         return sb_err_set(err, SB_EINPUT, "%s: bad attention scale or norm epsilon", m->path);
-    return SB_OK;
+    return validate_widths(m, err);
 }
 
 static uint64_t linear_params(const sb_linear *w) {
@@ -86,15 +134,16 @@ static uint64_t norm_params(const sb_norm *n, int64_t width) {
 /* Counts each stored parameter once (a tied head is not counted again). */
 uint64_t sb_model_param_count(const sb_model *m) {
     uint64_t n = linear_params(&m->tok_embd) + (m->tied_head ? 0 : linear_params(&m->head));
-    n += m->pos_embd ? (uint64_t)m->n_pos_rows * (uint64_t)m->d_model : 0;
-    n += norm_params(&m->final_norm, m->d_model);
+    n += m->pos_embd ? (uint64_t)m->n_pos_rows * (uint64_t)sb_model_embed_width(m) : 0;
+    n += norm_params(&m->final_norm, m->head.cols);
     n += sb_vision_param_count(m->vision);
     for (int l = 0; l < m->n_layer; l++) {
         const sb_block *b = &m->blocks[l];
-        const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+        const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down, &b->attn_shortcut, &b->mlp_shortcut};
         for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) n += linear_params(lins[i]);
-        const sb_norm *norms[] = {&b->attn_norm, &b->mlp_norm, &b->post_attn_norm, &b->post_mlp_norm};
-        for (size_t i = 0; i < sizeof norms / sizeof norms[0]; i++) n += norm_params(norms[i], m->d_model);
+        int64_t mid = sb_block_width_mid(b), out = sb_block_width_out(b, m->parallel_residual);
+        n += norm_params(&b->attn_norm, sb_block_width_in(b)) + norm_params(&b->mlp_norm, mid);
+        n += norm_params(&b->post_attn_norm, mid) + norm_params(&b->post_mlp_norm, out);
         n += norm_params(&b->q_norm, b->head_dim) + norm_params(&b->k_norm, b->head_dim);
     }
     return n;
@@ -106,7 +155,7 @@ uint64_t sb_model_weight_bits(const sb_model *m) {
     if (m->vision) bits += sb_linear_storage_bits(&m->vision->patch);
     for (int l = 0; l < m->n_layer; l++) {
         const sb_block *b = &m->blocks[l];
-        const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+        const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down, &b->attn_shortcut, &b->mlp_shortcut};
         for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) bits += sb_linear_storage_bits(lins[i]);
     }
     return bits;
@@ -116,7 +165,7 @@ double sb_model_bits_per_weight(const sb_model *m) {
     uint64_t n = 0, bits = 0;
     for (int l = 0; l < m->n_layer; l++) {
         const sb_block *b = &m->blocks[l];
-        const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+        const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down, &b->attn_shortcut, &b->mlp_shortcut};
         for (size_t i = 0; i < sizeof lins / sizeof lins[0]; i++) {
             if (!lins[i]->fmt) continue;
             n += (uint64_t)(lins[i]->rows * lins[i]->cols);

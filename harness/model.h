@@ -21,6 +21,14 @@ struct sb_token_reducer; /* vision.h: drops tokens between blocks (token-reducti
 typedef enum { SB_NORM_RMS, SB_NORM_LAYER } sb_norm_type;
 typedef enum { SB_ACT_SILU, SB_ACT_GELU, SB_ACT_GELU_TANH, SB_ACT_RELU } sb_activation;
 
+/* Residual-stream widths.  A block's stream may narrow (SliceGPT): it
+ * enters with d_in = wq.cols values, is d_mid = wo.rows wide between
+ * attention and MLP, and leaves with d_out = w_down.rows (parallel wiring:
+ * d_out = wo.rows = w_down.rows).  Where the width or the basis changes,
+ * the residual passes through a shortcut matrix: x·Sᵀ with S an ordinary
+ * linear [new width, old width].  Unsliced models have d_in = d_mid =
+ * d_out = d_model and no shortcuts. */
+
 /* Rotary layout: which two dimensions of a head form a rotated pair.
  * Hugging Face checkpoints pair dimension i with i + rot/2 ("halves");
  * llama.cpp's GGUF llama files permute q/k rows so pairs are (2i, 2i+1). */
@@ -29,6 +37,9 @@ typedef enum { SB_POS_LEARNED, SB_ROPE_HALVES, SB_ROPE_PAIRS } sb_positions;
 typedef struct sb_norm {
     float *weight;   /* [n] or NULL when the norm is absent; any "1 + w" offset already applied */
     float *bias;     /* [n] or NULL (LayerNorm only) */
+    int mean_width;  /* divisor of the mean and of Σx²; 0: the n values normalised. A sliced
+                        stream (SliceGPT) keeps the original width here, so its RMSNorm
+                        still computes sqrt(Σx² / D) over the fewer dimensions it has */
 } sb_norm;
 
 typedef struct sb_block {
@@ -42,6 +53,8 @@ typedef struct sb_block {
     sb_norm q_norm, k_norm;            /* RMS norms over each head's hd dims (Gemma 3); weight NULL if absent */
     sb_linear wq, wk, wv, wo;          /* [nh*hd, d], [nkv*hd, d], [nkv*hd, d], [d, nh*hd] */
     sb_linear w_gate, w_up, w_down;    /* gate absent for plain MLPs; up [ff, d], down [d, ff] */
+    sb_linear attn_shortcut;           /* [d_mid, d_in] on the residual around attention (parallel: [d_out, d_in]); fmt NULL: identity */
+    sb_linear mlp_shortcut;            /* [d_out, d_mid] on the residual around the MLP; fmt NULL: identity */
 } sb_block;
 
 typedef struct sb_model {
@@ -61,12 +74,12 @@ typedef struct sb_model {
     float attn_softcap, final_softcap; /* tanh soft-capping of scores / logits; 0 = off */
     bool bidirectional;                /* every token attends to every token (encoders: ViT); false = causal */
 
-    sb_linear tok_embd;                /* [V, d]; a row is decoded per token */
-    float *pos_embd;                   /* learned positions [n_pos_rows, d], or NULL */
+    sb_linear tok_embd;                /* [V, d_embd]; a row is decoded per token; d_embd = d_model unless sliced */
+    float *pos_embd;                   /* learned positions [n_pos_rows, d_embd], or NULL */
     int n_pos_rows, pos_offset;        /* OPT looks up row position + 2 */
     sb_block *blocks;
     sb_norm final_norm;
-    sb_linear head;                    /* [V, d]; tied: shares tok_embd's payload, owns nothing */
+    sb_linear head;                    /* [V, d_head] (d_head = the last block's d_out); tied: shares tok_embd's payload, owns nothing */
     bool tied_head;
 
     float *rope_tables;                /* owned storage the blocks' rope_inv_freq point into */
@@ -87,6 +100,14 @@ void sb_model_free(sb_model *m);
 
 /* Checks internal consistency (shapes agree between layers); loaders call it last. */
 int sb_model_validate(const sb_model *m, sb_err *err);
+
+/* Stream widths (see above): what a block takes and gives, the embedding's. */
+int64_t sb_block_width_in(const sb_block *b);
+int64_t sb_block_width_mid(const sb_block *b);
+int64_t sb_block_width_out(const sb_block *b, bool parallel_residual);
+int64_t sb_model_embed_width(const sb_model *m);
+/* True when some stream is narrower than d_model or a shortcut exists. */
+bool sb_model_is_sliced(const sb_model *m);
 
 uint64_t sb_model_param_count(const sb_model *m);
 uint64_t sb_model_weight_bits(const sb_model *m);

@@ -60,10 +60,12 @@ static int save_linear(sb_model_snapshot *s, const sb_linear *w, sb_err *err) {
 }
 
 static int save_block(sb_model_snapshot *s, const sb_model *m, const sb_block *b, sb_err *err) {
-    const sb_norm *wide[] = {&b->attn_norm, &b->mlp_norm, &b->post_attn_norm, &b->post_mlp_norm};
-    const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
-    int rc = SB_OK;
-    for (size_t i = 0; !rc && i < sizeof wide / sizeof wide[0]; i++) rc = save_norm(s, wide[i], m->d_model, err);
+    const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down, &b->attn_shortcut, &b->mlp_shortcut};
+    int64_t mid = sb_block_width_mid(b), out = sb_block_width_out(b, m->parallel_residual);
+    int rc = save_norm(s, &b->attn_norm, sb_block_width_in(b), err);
+    if (!rc) rc = save_norm(s, &b->mlp_norm, mid, err);
+    if (!rc) rc = save_norm(s, &b->post_attn_norm, mid, err);
+    if (!rc) rc = save_norm(s, &b->post_mlp_norm, out, err);
     if (!rc) rc = save_norm(s, &b->q_norm, b->head_dim, err);
     if (!rc) rc = save_norm(s, &b->k_norm, b->head_dim, err);
     for (size_t i = 0; !rc && i < sizeof lins / sizeof lins[0]; i++) rc = save_linear(s, lins[i], err);
@@ -81,7 +83,7 @@ int sb_model_snapshot_take(const sb_model *m, sb_model_snapshot **out, sb_err *e
     for (int l = 0; !rc && l < m->n_layer; l++) rc = save_block(s, m, &m->blocks[l], err);
     if (!rc) rc = save_linear(s, &m->tok_embd, err);
     if (!rc && !m->tied_head) rc = save_linear(s, &m->head, err);
-    if (!rc) rc = save_norm(s, &m->final_norm, m->d_model, err);
+    if (!rc) rc = save_norm(s, &m->final_norm, m->head.cols, err);
     if (!rc) rc = push_owned(s, m->pos_embd, err);
     if (!rc) rc = push_owned(s, m->rope_tables, err);
     if (!rc) rc = push_owned(s, m->reducer, err);
@@ -134,7 +136,7 @@ void sb_model_snapshot_restore(sb_model *m, const sb_model_snapshot *s) {
         for (int l = 0; l < m->n_layer; l++) {
             sb_block *b = &m->blocks[l];
             sb_norm *norms[] = {&b->attn_norm, &b->mlp_norm, &b->post_attn_norm, &b->post_mlp_norm, &b->q_norm, &b->k_norm};
-            sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+            sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down, &b->attn_shortcut, &b->mlp_shortcut};
             for (size_t i = 0; i < sizeof norms / sizeof norms[0]; i++) {
                 free_new(s, norms[i]->weight, freed, &n_freed);
                 free_new(s, norms[i]->bias, freed, &n_freed);

@@ -22,6 +22,7 @@ extern const sb_method sb_method_slim_llm;
 extern const sb_method sb_method_pyramid_drop;
 extern const sb_method sb_method_zero_tprune;
 extern const sb_method sb_method_pb_llm;
+extern const sb_method sb_method_slicegpt;
 
 static const sb_method *const builtin_methods[] = {
     &sb_method_dense,
@@ -35,6 +36,7 @@ static const sb_method *const builtin_methods[] = {
     &sb_method_pyramid_drop,
     &sb_method_zero_tprune,
     &sb_method_pb_llm,
+    &sb_method_slicegpt,
 };
 
 /* ---- built-in tasks ---- */

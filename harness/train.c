@@ -246,6 +246,9 @@ static int check_llama_shaped(const sb_model *m, sb_err *err) {
         m->pos_embd || m->n_layer < 1 || m->final_norm.bias || m->head.bias)
         return sb_err_set(err, SB_EINPUT, "%s: training needs a Llama-shaped model (RMSNorm, SwiGLU, halves rotary)",
                           m->arch);
+    if (sb_model_is_sliced(m))
+        return sb_err_set(err, SB_EINPUT, "%s: training needs full-width blocks; this model is sliced (SliceGPT)",
+                          m->arch);
     const sb_block *b0 = &m->blocks[0];
     for (int l = 0; l < m->n_layer; l++) {
         const sb_block *b = &m->blocks[l];

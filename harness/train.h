@@ -171,4 +171,13 @@ int sb_fisher_diagonal(const sb_model *m, sb_pool *pool, const int32_t *windows,
 
 enum { SB_FISHER_LINEARS = 7 };
 
+/* ---- building blocks shared with other trainers (backward.c) -------------- */
+
+/* C[M, N] = op(A)·op(B) + beta C with CBLAS, the M rows of C split over the
+ * pool (deterministic for a thread count); op = transpose when trans_*. */
+void sb_train_gemm(sb_pool *pool, bool trans_a, bool trans_b, int M, int N, int K, const float *A, int lda, const float *B,
+                   int ldb, float beta, float *C, int ldc);
+/* fn(arg, i0, i1) over [0, n) in chunks of `chunk` indices on the pool. */
+void sb_train_parallel_for(sb_pool *pool, int64_t n, int64_t chunk, void (*fn)(void *arg, int64_t i0, int64_t i1), void *arg);
+
 #endif

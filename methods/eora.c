@@ -345,6 +345,8 @@ static int check_model(const sb_model *m, const sb_model *ref, int rank, int seq
     if (ref->n_layer != m->n_layer)
         return sb_err_set(err, SB_EINPUT, "eora: the model has %d blocks, the reference %d (an earlier step dropped blocks)",
                           m->n_layer, ref->n_layer);
+    if (sb_model_is_sliced(m)) /* rotated weights: the difference to the originals is no error to compensate */
+        return sb_err_set(err, SB_EINPUT, "eora: the model is sliced (SliceGPT); its weights no longer compare with the loaded ones");
     if (!m->vision && m->pos_embd && seq_len > m->max_positions)
         return sb_err_set(err, SB_EINPUT, "eora: seq_len %d exceeds the model's %d positions", seq_len, m->max_positions);
     for (int l = 0; l < m->n_layer; l++)

@@ -34,6 +34,8 @@ static int check_model(const sb_model *m, const sb_model *ref, int rank, sb_err 
     if (ref->n_layer != m->n_layer)
         return sb_err_set(err, SB_EINPUT, "lorc: the model has %d blocks, the reference %d (an earlier step dropped blocks)",
                           m->n_layer, ref->n_layer);
+    if (sb_model_is_sliced(m)) /* rotated weights: the difference to the originals is no error to compensate */
+        return sb_err_set(err, SB_EINPUT, "lorc: the model is sliced (SliceGPT); its weights no longer compare with the loaded ones");
     for (int l = 0; l < m->n_layer; l++) {
         sb_linear *cur[7], *orig[7];
         block_linears(&m->blocks[l], cur);

@@ -20,8 +20,10 @@
  * text into consecutive windows; that shuffle is not reproduced.)
  * NLL of a window: Σ_{t < seq_len-1} −log p(token_{t+1} | tokens_{≤t})
  * (sleb.py scales the mean by seq_len instead of seq_len − 1: the same
- * argmin).  Windows are run in chunks of positions with the KV cache so
- * the logits buffer stays small for large vocabularies.
+ * argmin).  Each window runs as one sequence, block by block: the hidden
+ * states before a candidate are shared by all later candidates of the
+ * phase (phase_nlls), and the head takes chunks of positions so the logits
+ * buffer stays small for large vocabularies.
  *
  * Result: m->blocks becomes a new array of the kept blocks and m->n_layer
  * shrinks; the old array and the removed blocks' payloads are not freed
@@ -53,25 +55,48 @@ static double chunk_nll(const float *logits, const int32_t *window, int t0, int 
     return nll;
 }
 
-/* Summed NLL of every calibration window under the model `view`. */
-static int summed_nll(nll_eval *e, const sb_model *view, double *out, sb_err *err) {
+/* NLL of one window from its final hidden states x [seq_len, d_model],
+ * added chunk by chunk of head rows to *total. */
+static int window_nll(nll_eval *e, sb_session *s, const float *x, const int32_t *window, double *total, sb_err *err) {
     int seq_len = e->set->seq_len, chunk = seq_len < LOGIT_CHUNK ? seq_len : LOGIT_CHUNK;
+    for (int t0 = 0; t0 < seq_len; t0 += chunk) {
+        int n = seq_len - t0 < chunk ? seq_len - t0 : chunk;
+        int rc = sb_session_logits(s, x + (int64_t)t0 * e->m->d_model, n, e->logits, err);
+        if (rc) return rc;
+        *total += chunk_nll(e->logits, window, t0, n, seq_len, e->m->n_vocab);
+    }
+    return SB_OK;
+}
+
+/* nll[j] += summed NLL of the calibration windows without block j of
+ * `view`, for every candidate j in [j0, j1).  Switching block j off leaves
+ * blocks [0, j) as they are, so per window their output (prefix) is
+ * computed once, one block further per candidate, and each candidate runs
+ * only the blocks after it: about half the block work of running every
+ * candidate model from the embeddings. */
+static int phase_nlls(nll_eval *e, const sb_model *view, int j0, int j1, double *nll, sb_err *err) {
+    int seq_len = e->set->seq_len;
+    size_t floats = (size_t)seq_len * (size_t)view->d_model;
+    float *prefix = sb_malloc(err, sizeof(float) * floats), *x = sb_malloc(err, sizeof(float) * floats);
     sb_session *s = NULL;
-    int rc = sb_session_new(view, e->ctx ? e->ctx->pool : NULL, 1, seq_len, chunk, &s, err);
-    double total = 0;
+    int rc = prefix && x ? sb_session_new(view, e->ctx ? e->ctx->pool : NULL, 1, seq_len, seq_len, &s, err) : SB_EINTERNAL;
     for (int k = 0; !rc && k < e->set->n_samples; k++) {
         const int32_t *window = e->set->tokens + (int64_t)k * seq_len;
         sb_session_reset(s);
-        for (int t0 = 0; !rc && t0 < seq_len; t0 += chunk) {
-            int n = seq_len - t0 < chunk ? seq_len - t0 : chunk;
-            rc = sb_session_forward(s, window + t0, n, 0, e->logits, err);
-            if (!rc) total += chunk_nll(e->logits, window, t0, n, seq_len, view->n_vocab);
+        rc = sb_session_embed(s, window, seq_len, prefix, err);
+        for (int j = 0; !rc && j < j1; j++) {
+            if (j >= j0) {
+                rc = sb_session_forward_blocks(s, prefix, seq_len, j + 1, view->n_layer, x, err);
+                if (!rc) rc = window_nll(e, s, x, window, &nll[j], err);
+                e->passes_done++;
+                sb_run_progress(e->ctx, e->passes_done, e->passes_total, "windows");
+            }
+            if (!rc && j + 1 < j1) rc = sb_session_forward_blocks(s, prefix, seq_len, j, j + 1, prefix, err);
         }
-        e->passes_done++;
-        sb_run_progress(e->ctx, e->passes_done, e->passes_total, "windows");
     }
     sb_session_free(s);
-    *out = total;
+    free(prefix);
+    free(x);
     return rc;
 }
 
@@ -111,23 +136,24 @@ static int search_phase(search_state *st, nll_eval *e, int *best_pos, sb_err *er
     }
     sb_model view = *e->m;
     view.blocks = st->work;
+    view.n_layer = gather_blocks(e->m, st->alive, st->n_alive, -1, st->work);
+    double *nll = sb_calloc(err, (size_t)st->n_alive, sizeof(double));
+    if (!nll) return SB_EINTERNAL;
+    int rc = phase_nlls(e, &view, st->early, st->n_alive - st->latter, nll, err);
     double best = INFINITY;
     *best_pos = -1;
-    for (int j = st->early; j < st->n_alive - st->latter; j++) {
-        view.n_layer = gather_blocks(e->m, st->alive, st->n_alive, j, st->work);
-        double nll;
-        int rc = summed_nll(e, &view, &nll, err);
-        if (rc) return rc;
-        cJSON *c = candidate_json(st->alive[j], nll, tokens);
+    for (int j = st->early; !rc && j < st->n_alive - st->latter; j++) {
+        cJSON *c = candidate_json(st->alive[j], nll[j], tokens);
         if (!c || !cJSON_AddItemToArray(cands, c)) {
             cJSON_Delete(c);
-            return sb_err_set(err, SB_EINTERNAL, "out of memory (sleb details)");
-        }
-        if (nll < best) {
-            best = nll;
+            rc = sb_err_set(err, SB_EINTERNAL, "out of memory (sleb details)");
+        } else if (nll[j] < best) {
+            best = nll[j];
             *best_pos = j;
         }
     }
+    free(nll);
+    if (rc) return rc;
     if (*best_pos < 0) return sb_err_set(err, SB_EINTERNAL, "sleb: no candidate block in a phase");
     if (!cJSON_AddNumberToObject(phase, "removed", st->alive[*best_pos]) ||
         !cJSON_AddNumberToObject(phase, "mean_nll", best / (double)tokens))

@@ -59,6 +59,7 @@ typedef struct slim_run {
     uint64_t seed;
     bool compare_gptq;       /* also run uniform GPTQ on each layer for the details */
     bool sqc;                /* salience-weighted quantizer calibration (else min-max) */
+    bool search_uniform;     /* k = 0 (every group N bits) is a candidate too (not in the paper) */
     double sqc_lambda;
     cJSON *layers;
     sb_calib_run *calib;
@@ -289,13 +290,13 @@ typedef struct choice {
 } choice;
 
 /* Tries every k and leaves the best allocation in best_bits [n_groups]. */
-static choice search_allocation(const kl_ctx *k, const double *sal, int bits, uint8_t *best_bits, uint8_t *cand,
-                                int64_t *order, double *logp) {
+static choice search_allocation(const kl_ctx *k, const double *sal, int bits, int64_t min_k, uint8_t *best_bits,
+                                uint8_t *cand, int64_t *order, double *logp) {
     int64_t n = k->cols / k->gs;
     choice best = {0, INFINITY};
     order_by_salience(sal, n, order);
     allocate_in_order(order, n, bits, 0, best_bits); /* fewer than 4 groups: uniform N */
-    for (int64_t kk = 1; kk <= n / 2 - 1; kk++) {
+    for (int64_t kk = min_k; kk <= n / 2 - 1; kk++) {
         allocate_in_order(order, n, bits, kk, cand);
         double kl = score_allocation(k, cand, logp);
         if (kl < best.kl) {
@@ -328,7 +329,7 @@ static int choose_widths(const slim_run *s, const sb_linear_stats *st, const flo
     if (!rc) {
         kl_ctx k = {w, b.x, rows, cols, gs, m, b.ref, b.wq, b.z};
         log_softmax_of(&k, w, b.ref);
-        *best = search_allocation(&k, b.sal, s->opts.bits, widths, b.cand, b.order, b.logp);
+        *best = search_allocation(&k, b.sal, s->opts.bits, s->search_uniform ? 0 : 1, widths, b.cand, b.order, b.logp);
     }
     free(b.x), free(b.wq), free(b.z), free(b.ref), free(b.logp), free(b.sal), free(b.cand), free(b.order);
     return rc;
@@ -527,6 +528,7 @@ static slim_run run_from(sb_model *m, const sb_params *p, const sb_run_ctx *ctx)
     return (slim_run){.m = m, .ctx = ctx, .kl_samples = (int)sb_param_num(p, "kl_samples"),
                       .seed = (uint64_t)sb_param_num(p, "seed"), .compare_gptq = sb_param_bool(p, "compare_gptq"),
                       .sqc = sb_param_bool(p, "sqc"), .sqc_lambda = sb_param_num(p, "sqc_lambda"),
+                      .search_uniform = sb_param_bool(p, "search_uniform"),
                       .opts = {.bits = (int)sb_param_num(p, "bits"), .group_size = (int)sb_param_num(p, "group_size"),
                                .damp = sb_param_num(p, "damp"), .block_size = (int)sb_param_num(p, "block_size")}};
 }
@@ -594,6 +596,8 @@ static const sb_param_spec slim_params[] = {
     {"kl_samples", SB_PARAM_INT, "128", 1, 1 << 16, NULL, "pseudo-tokens scoring each candidate allocation"},
     {"sqc", SB_PARAM_BOOL, "true", 0, 0, NULL, "salience-weighted quantizer calibration of each group's grid"},
     {"sqc_lambda", SB_PARAM_FLOAT, "1", 0, 1e9, NULL, "weight of the salient weights' error in SQC (the authors' default 1)"},
+    {"search_uniform", SB_PARAM_BOOL, "false", 0, 0, NULL,
+     "also score k = 0 (all groups N bits) in the allocation search; the paper searches k >= 1"},
     {"compare_gptq", SB_PARAM_BOOL, "false", 0, 0, NULL, "also run uniform N-bit GPTQ per layer and report its error"},
     {"data", SB_PARAM_STRING, "", 0, -1, NULL, "calibration text file (raw text, or JSONL with data_format=jsonl)"},
     {"data_format", SB_PARAM_STRING, "raw", 0, -1, "raw|jsonl", "calibration file format"},

@@ -17,10 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "calibration.h"
 #include "check.h"
 #include "format_qint.h"
 #include "linalg.h"
+#include "model_random.h"
 #include "plugin.h"
 
 #include "../methods/gptq.h"
@@ -422,6 +424,73 @@ static void case_method(sb_model *m, sb_pool *pool) {
     test_end();
 }
 
+/* Every block linear of m decoded to f32, concatenated (NULL on failure). */
+static float *decode_all(sb_model *m, size_t *n_out) {
+    size_t n = 0;
+    for (int l = 0; l < m->n_layer; l++)
+        for (int i = 0; i < 7; i++) n += (size_t)(lin_at(m, l, i)->rows * lin_at(m, l, i)->cols);
+    float *all = malloc(sizeof(float) * n), *p = all;
+    for (int l = 0; all && l < m->n_layer; l++)
+        for (int i = 0; i < 7; i++) {
+            const sb_linear *w = lin_at(m, l, i);
+            w->fmt->decode_rows(w, 0, w->rows, p);
+            p += w->rows * w->cols;
+        }
+    *n_out = n;
+    return all;
+}
+
+/* GPTQ with a pool of 1 and of 2 threads gives the same weights bit for
+ * bit: calibration statistics, the forward passes feeding them and the
+ * column loop must not depend on the thread count (BLAS single-threaded,
+ * fixed partitions). */
+static void check_thread_counts(sb_model *m, const char *what, const char *const *args, int n_args) {
+    sb_err err = {0};
+    sb_pool *pools[2] = {NULL, NULL};
+    float *w[2] = {NULL, NULL};
+    size_t n[2] = {0, 0};
+    for (int t = 0; t < 2; t++) {
+        saved orig;
+        save(m, &orig);
+        sb_method_report rep;
+        /* as in a fresh process, the BLAS starts with its own threads (one
+         * per core); an earlier session of this test set it to 1 */
+        sb_blas_set_threads(2);
+        int rc = sb_pool_new(t + 1, &pools[t], &err);
+        if (!rc) rc = apply_gptq(m, pools[t], args, n_args, &rep, &err);
+        if (test_expect(rc == SB_OK, "%s, %d threads: %s", what, t + 1, err.msg)) w[t] = decode_all(m, &n[t]);
+        cJSON_Delete(rep.details);
+        restore(m, &orig);
+    }
+    if (w[0] && w[1] && test_expect(n[0] == n[1], "%s: sizes", what)) {
+        size_t differ = 0;
+        for (size_t i = 0; i < n[0]; i++) differ += memcmp(&w[0][i], &w[1][i], sizeof(float)) != 0;
+        test_expect(differ == 0, "%s: %zu of %zu weights differ between 1 and 2 threads", what, differ, n[0]);
+    }
+    free(w[0]), free(w[1]);
+    sb_pool_free(pools[0]), sb_pool_free(pools[1]);
+}
+
+static void case_thread_counts(void) {
+    test_begin("gptq_same_bits_with_1_and_2_threads");
+    const char *args[] = {"data=" TASKS "/text.raw", "n_samples=4", "seq_len=128", "bits=4", "group_size=64"};
+    sb_err err = {0};
+    sb_model *m = NULL;
+    /* the built-in model: bf16 weights, products through decoded tiles */
+    if (test_expect(sb_model_load("datasets/builtin/story-1.7m", &m, &err) == SB_OK, "%s", err.msg))
+        check_thread_counts(m, "built-in model", args, 5);
+    sb_model_free(m);
+    m = NULL;
+    /* a random f32 model: products on slices of rows straight from the weights */
+    sb_random_shape shape = {.n_vocab = 512, .d_model = 192, .n_layer = 2, .n_head = 6, .n_kv_head = 2, .ff = 512,
+                             .max_positions = 256};
+    int rc = sb_model_new_random(&shape, 5, &m, &err);
+    if (!rc) rc = sb_tokenizer_load_hf(TASKS "/model", &m->tokenizer, &err);
+    if (test_expect(rc == SB_OK, "%s", err.msg)) check_thread_counts(m, "random f32 model", args, 5);
+    sb_model_free(m);
+    test_end();
+}
+
 static void expect_refused(sb_model *m, sb_pool *pool, const char *label, const char *const *args, int n) {
     test_begin(label);
     saved orig;
@@ -470,6 +539,7 @@ int main(void) {
         case_method(m, pool);
         case_refusals(m, pool);
     }
+    case_thread_counts();
     sb_model_free(m);
     sb_pool_free(pool);
     return test_status();

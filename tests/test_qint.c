@@ -94,15 +94,18 @@ static float expected_weight(const layer *L, int64_t r, int64_t c) {
 
 /* Exact bits the layout of format_qint.h stores. */
 static uint64_t expected_bits(const layer *L) {
-    int64_t ng = L->cols / L->group_size, words = 1;
+    int64_t ng = L->cols / L->group_size, words = 1, first = -1;
+    bool equal_rows = true;
     for (int64_t r = 0; r < L->rows; r++) {
         int64_t row_bits = 0;
         for (int64_t g = 0; g < ng; g++) row_bits += L->group_size * width_at(L, r * ng + g);
         words += (row_bits + 63) / 64;
+        if (first < 0) first = (row_bits + 63) / 64;
+        equal_rows &= (row_bits + 63) / 64 == first;
     }
     uint64_t n_groups = (uint64_t)(L->rows * ng);
     uint64_t bits = 64u * (uint64_t)words + 16u * n_groups * (L->symmetric ? 1 : 2);
-    if (L->widths) bits += 64u * (uint64_t)L->rows + 8u * ((n_groups + 1) / 2);
+    if (L->widths) bits += (equal_rows ? 0 : 64u * (uint64_t)L->rows) + 8u * ((n_groups + 1) / 2);
     return bits;
 }
 
@@ -152,6 +155,15 @@ static void test_round_trip(void) {
     for (int bits = 1; bits <= 8; bits++) { /* group 12: not a multiple of 8, the scalar path */
         layer L = layer_random(5, 96, 12, bits, bits % 2 && bits > 1, false, (uint64_t)bits + 77);
         check_round_trip(&L, "group 12");
+        layer_free(&L);
+    }
+    { /* mixed widths shared by every row (SliM-LLM's column groups): no row offsets */
+        layer L = layer_random(6, 384, 32, 0, false, true, 21);
+        for (int64_t r = 1; r < L.rows; r++) memcpy(L.widths + r * 12, L.widths, 12);
+        for (int64_t i = 0; i < L.rows * L.cols; i++) L.codes[i] &= (uint8_t)((1 << L.widths[i % 384 / 32]) - 1);
+        for (int64_t i = 0; i < L.rows * 12; i++)
+            if (L.widths[i] > 1) L.zeros[i] = (float)((int)fabsf(L.zeros[i]) % (1 << L.widths[i]));
+        check_round_trip(&L, "mixed widths, equal rows");
         layer_free(&L);
     }
     const int mixed_groups[] = {32, 128, 12};

@@ -26,9 +26,18 @@ extern const sb_method sb_method_sleb;
 
 enum { N_SAMPLES = 3, SEQ_LEN = 40 };
 
+/* The calibration every case draws (run_sleb and the replay alike); the
+ * long-window case changes it. */
+static struct {
+    int n_samples, seq_len;
+} calib = {N_SAMPLES, SEQ_LEN};
+
 static int run_sleb(sb_model *m, sb_pool *pool, const char *const *extra, int n_extra, sb_method_report *rep,
                     sb_err *err) {
-    const char *args[16] = {"data=" FIX "/text.raw", "n_samples=3", "seq_len=40", "seed=0"};
+    char samples[32], seq[32];
+    snprintf(samples, sizeof samples, "n_samples=%d", calib.n_samples);
+    snprintf(seq, sizeof seq, "seq_len=%d", calib.seq_len);
+    const char *args[16] = {"data=" FIX "/text.raw", samples, seq, "seed=0"};
     int n = 4;
     for (int i = 0; i < n_extra; i++) args[n++] = extra[i];
     sb_params p;
@@ -86,7 +95,7 @@ static double nll_without(const sb_model *m, sb_pool *pool, const sb_calib_set *
 
 static int draw_set(const sb_model *m, sb_calib_set *set) {
     sb_err err = {0};
-    sb_calib_config cfg = {.path = FIX "/text.raw", .n_samples = N_SAMPLES, .seq_len = SEQ_LEN, .seed = 0};
+    sb_calib_config cfg = {.path = FIX "/text.raw", .n_samples = calib.n_samples, .seq_len = calib.seq_len, .seed = 0};
     int rc = sb_calib_draw(m->tokenizer, &cfg, set, &err);
     if (rc) fprintf(stderr, "calibration: %s\n", err.msg);
     return rc;
@@ -139,7 +148,7 @@ static uint64_t block_params(const sb_model *m, int l) {
 
 static int random_model(sb_model **out, sb_err *err) {
     sb_random_shape shape = {.n_vocab = 512, .d_model = 32, .n_layer = 6, .n_head = 4, .n_kv_head = 2, .ff = 64,
-                             .max_positions = 128};
+                             .max_positions = 640};
     int rc = sb_model_new_random(&shape, 11, out, err);
     if (!rc) rc = sb_tokenizer_load_hf(FIX "/model", &(*out)->tokenizer, err);
     return rc;
@@ -259,11 +268,38 @@ static void test_tiny_model(sb_pool *pool) {
     sb_model_free(m);
 }
 
+/* Windows longer than the head's chunk of positions (LOGIT_CHUNK = 256 in
+ * sleb.c): every candidate's NLL still matches the independent full-length
+ * forward, over two greedy phases. */
+static void test_long_windows(sb_pool *pool) {
+    sb_err err = {0};
+    sb_model *m = NULL;
+    sb_model_snapshot *snap = NULL;
+    sb_method_report rep;
+    memset(&rep, 0, sizeof rep);
+    test_begin("sleb_windows_longer_than_head_chunk");
+    calib.n_samples = 2, calib.seq_len = 600;
+    const char *extra[] = {"n_blocks=2"};
+    int rc = random_model(&m, &err);
+    if (!rc) rc = sb_model_snapshot_take(m, &snap, &err);
+    if (!rc) rc = run_sleb(m, pool, extra, 1, &rep, &err);
+    if (test_expect(rc == 0, "%s", err.msg)) {
+        sb_model_snapshot_restore(m, snap); /* the replay starts from all six blocks */
+        check_phases(m, pool, rep.details, 1, 1, 2);
+    }
+    calib.n_samples = N_SAMPLES, calib.seq_len = SEQ_LEN;
+    test_end();
+    cJSON_Delete(rep.details);
+    sb_model_snapshot_free(snap);
+    sb_model_free(m);
+}
+
 int main(void) {
     sb_err err = {0};
     sb_pool *pool = NULL;
     if (sb_pool_new(2, &pool, &err)) return 1;
     test_random_model(pool);
+    test_long_windows(pool);
     test_refusals(pool);
     test_tiny_model(pool);
     sb_pool_free(pool);

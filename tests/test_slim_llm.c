@@ -231,9 +231,10 @@ static void check_widths(sb_model *m, int l, int i, int N_BITS, int64_t *storage
     test_expect(count[N_BITS - 1] == count[N_BITS + 1] && count[N_BITS - 1] > 0, "%lld groups at N-1, %lld at N+1",
                 (long long)count[N_BITS - 1], (long long)count[N_BITS + 1]);
     test_expect(sum == (int64_t)N_BITS * n, "mean code width %g, not %d", (double)sum / (double)n, N_BITS);
-    /* codes + f16 scale and zero + 4-bit width per group + a row offset per row + the guard word
-     * (rows hold a whole number of words here: cols * N is a multiple of 64) */
-    *storage_bits += info.rows * info.cols * N_BITS + n * (16 + 16 + 4) + info.rows * 64 + 64;
+    /* codes + f16 scale and zero + 4-bit width per group + the guard word (rows hold a whole
+     * number of words here: cols * N is a multiple of 64; every row has the same widths, so
+     * the format keeps a fixed row stride and no row offsets) */
+    *storage_bits += info.rows * info.cols * N_BITS + n * (16 + 16 + 4) + 64;
 }
 
 /* Per layer: SliM-LLM's error against uniform GPTQ's, printed, not asserted:
