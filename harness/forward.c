@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_cuda.h"
 #include "blas.h"
 #include "forward.h"
 #include "vec.h"
@@ -38,6 +39,7 @@ struct sb_session {
     void *observer_user;
     sb_attention_observer attn_observer; /* sees every attention row after softmax, or NULL */
     void *attn_observer_user;
+    sb_cuda_session *cuda;       /* non-NULL: every call runs there instead (backend_cuda.h) */
 };
 
 /* ---- element-wise helpers run in the pool over rows ---------------------- */
@@ -392,6 +394,7 @@ static int check_call(const sb_session *s, int n_tok, sb_err *err) {
 
 int sb_session_forward(sb_session *s, const int32_t *tokens, int n_tok, int logits_from, float *logits,
                        sb_err *err) {
+    if (s->cuda) return sb_cuda_session_forward(s->cuda, tokens, n_tok, logits_from, logits, err);
     int rc = check_call(s, n_tok, err);
     if (rc) return rc;
     if (logits_from < 0 || logits_from > n_tok || (logits_from < n_tok && !logits))
@@ -409,6 +412,7 @@ int sb_session_forward(sb_session *s, const int32_t *tokens, int n_tok, int logi
 /* ---- pieces of the pass, for calibration -------------------------------- */
 
 int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_out, sb_err *err) {
+    if (s->cuda) return sb_cuda_session_embed(s->cuda, tokens, n_tok, x_out, err);
     int rc = check_call(s, n_tok, err);
     if (!rc) rc = embed(s, tokens, n_tok, err);
     if (rc) return rc;
@@ -418,6 +422,7 @@ int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_o
 
 int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int layer0, int layer1, float *x_out,
                               sb_err *err) {
+    if (s->cuda) return sb_cuda_session_forward_blocks(s->cuda, x_in, n_tok, layer0, layer1, x_out, err);
     int rc = check_call(s, n_tok, err);
     if (rc) return rc;
     if (layer0 < 0 || layer1 > s->m->n_layer || layer0 > layer1)
@@ -448,6 +453,7 @@ int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logi
 }
 
 void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user) {
+    if (s->cuda) sb_cuda_session_set_observer(s->cuda, fn, user);
     s->observer = fn;
     s->observer_user = user;
 }
@@ -469,6 +475,12 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
     sb_session *s = sb_calloc(err, 1, sizeof *s);
     if (!s) return SB_EINTERNAL;
     s->m = m;
+    if (m->device) { /* the model's weights are on a CUDA device: the session runs there */
+        int rc = sb_cuda_session_new(m, n_seq, max_ctx, max_tokens, &s->cuda, err);
+        if (rc) free(s);
+        else *out = s;
+        return rc;
+    }
     s->pool = pool;
     s->n_seq = n_seq;
     s->max_ctx = max_ctx;
@@ -521,6 +533,7 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
 
 void sb_session_free(sb_session *s) {
     if (!s) return;
+    sb_cuda_session_free(s->cuda);
     for (int l = 0; l < s->m->n_layer; l++) {
         if (s->k_cache) free(s->k_cache[l]);
         if (s->v_cache) free(s->v_cache[l]);
@@ -533,11 +546,15 @@ void sb_session_free(sb_session *s) {
     free(s);
 }
 
-void sb_session_reset(sb_session *s) { s->n_past = 0; }
+void sb_session_reset(sb_session *s) {
+    if (s->cuda) sb_cuda_session_reset(s->cuda);
+    s->n_past = 0;
+}
 
-int sb_session_n_past(const sb_session *s) { return s->n_past; }
+int sb_session_n_past(const sb_session *s) { return s->cuda ? sb_cuda_session_n_past(s->cuda) : s->n_past; }
 
 int sb_session_truncate(sb_session *s, int n_past, sb_err *err) {
+    if (s->cuda) return sb_cuda_session_truncate(s->cuda, n_past, err);
     if (n_past < 0 || n_past > s->n_past)
         return sb_err_set(err, SB_EINTERNAL, "cannot truncate a %d-position session to %d", s->n_past, n_past);
     s->n_past = n_past; /* later calls overwrite the cache from here */

@@ -92,6 +92,10 @@ typedef struct sb_model {
     /* Set by a token-reduction method, one malloc'd block (freed with free()
      * by sb_model_free and by the runner's snapshot restore); NULL: keep all. */
     struct sb_token_reducer *reducer;
+    /* The model's weights on a CUDA device (backend_cuda.h), or NULL.  Set
+     * by the runner only while a task runs on the CUDA backend: while it is
+     * set, sb_session_new makes sessions that run there. Never owned here. */
+    struct sb_cuda_model *device;
 } sb_model;
 
 /* Loads a Hugging Face folder (config.json + safetensors) or a .gguf file. */
