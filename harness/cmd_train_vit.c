@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "mapped_file.h"
 #include "measure.h"
+#include "results.h"
 #include "vit_train.h"
 
 typedef struct {
@@ -279,6 +280,7 @@ static int train(int argc, char **argv, int threads, sb_err *err) {
     sb_pool *pool = NULL;
     int rc = read_config(config, &t.cfg, err);
     if (!rc && t.cfg.batch > 1024) rc = sb_err_set(err, SB_EINPUT, "%s: batch must be at most 1024", config);
+    if (!rc) rc = sb_make_dirs(out, err);   /* before the training, not after it */
     if (!rc) rc = load_sets(&t, argc, argv, err);
     if (!rc) rc = sb_pool_new(threads, &pool, err);
     if (!rc) rc = sb_vit_model_new(&t.cfg.shape, (uint64_t)t.cfg.seed, t.cfg.batch, pool, &t.vm, err);

@@ -441,6 +441,7 @@ int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int l
 }
 
 int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err) {
+    if (s->cuda) return sb_cuda_session_logits(s->cuda, x, n_rows, logits, err);
     const sb_model *m = s->m;
     if (n_rows < 1 || n_rows > (int64_t)s->n_seq * s->max_tokens)
         return sb_err_set(err, SB_EINTERNAL, "%lld rows for the head; this session takes 1 to %lld", (long long)n_rows,
@@ -459,6 +460,7 @@ void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user) {
 }
 
 void sb_session_set_attention_observer(sb_session *s, sb_attention_observer fn, void *user) {
+    if (s->cuda) sb_cuda_session_set_attention_capture(s->cuda, fn != NULL);
     s->attn_observer = fn;
     s->attn_observer_user = user;
 }

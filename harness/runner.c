@@ -332,8 +332,6 @@ static void fault_after_record(runner *r) {
 /* Opens the device and uploads the model for a CUDA run, once per device
  * and model state. Failures (no device, out of device memory) fail the run. */
 static int ensure_device(runner *r, const sb_backend_choice *choice, sb_err *err) {
-    if (sb_model_is_sliced(r->model)) /* the device forward knows no shortcut matrices or narrow streams yet */
-        return sb_err_set(err, SB_EINPUT, "the cuda backend does not run sliced models (slicegpt) yet; use cpu");
     if (r->cuda) {
         sb_cuda_info in;
         sb_cuda_ctx_info(r->cuda, &in);
