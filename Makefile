@@ -2,7 +2,8 @@
 #   make                 build ./slimbench
 #   make test            build and run every test; ends with "N passed, N failed"
 #   make test SANITIZE=1 the same under AddressSanitizer + UBSan (separate build dir)
-#   make bench           engine speed benchmark (ratios against GEMM peak and memory bandwidth)
+#   make bench           engine speed benchmark (ratios against GEMM peak and memory bandwidth);
+#                        BENCH_FLAGS="--backend cuda" times the CUDA backend (bf16 1.2 B Llama, vs PyTorch)
 #   make demo            the built-in model through a compression sweep: leaderboard + plots in results/demo/
 #   make builtin-models  retrains datasets/builtin/ from the built-in corpus and shapes (a few minutes)
 #   make builtin-vit     retrains only the built-in ViT (datasets/builtin/vit-shapes)
@@ -140,7 +141,7 @@ test-mpi: slimbench $(PLUGIN_SO)
 slimbench-mpi: $(BUILD)/slimbench
 
 bench: slimbench
-	./slimbench bench
+	./slimbench bench $(BENCH_FLAGS)
 
 # The demo: sweep over datasets/builtin/ (resumes from results/demo/runs.jsonl; DEMO_FLAGS=--fresh restarts).
 demo: slimbench

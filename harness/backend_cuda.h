@@ -90,6 +90,9 @@ int sb_cuda_session_embed(sb_cuda_session *s, const int32_t *tokens, int n_tok, 
 int sb_cuda_session_forward_blocks(sb_cuda_session *s, const float *x_in, int n_tok, int layer0, int layer1,
                                    float *x_out, sb_err *err);
 void sb_cuda_session_set_observer(sb_cuda_session *s, sb_linear_observer fn, void *user);
+int sb_cuda_session_logits(sb_cuda_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err);
+/* Attention capture is not done on the device: while on, calls fail saying so. */
+void sb_cuda_session_set_attention_capture(sb_cuda_session *s, bool on);
 
 /* ---- benchmark helpers (cmd_bench.c) ------------------------------------- */
 

@@ -111,13 +111,16 @@ typedef struct sb_linear_stats {
     double *chunk;           /* [SB_STATS_CHUNK * cols] rows converted to float64 */
 } sb_linear_stats;
 
-enum { SB_STATS_CHUNK = 128 }; /* rows converted to float64 per product */
+enum { SB_STATS_CHUNK = 512 }; /* rows converted to float64 per product */
 
 /* Zeroed statistics for a linear with target->cols inputs. */
 int sb_linear_stats_init(sb_linear_stats *st, const sb_linear *target, sb_err *err);
 void sb_linear_stats_free(sb_linear_stats *st);
 /* Adds rows x[n_rows, cols] as one sequence (gptq's add_batch with a batch of one). */
 void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows);
+/* The same, with the products for H spread over pool's threads (NULL: the
+ * caller's); the result is bit for bit the same for any thread count. */
+void sb_linear_stats_add_pool(sb_linear_stats *st, const float *x, int64_t n_rows, sb_pool *pool);
 
 /* ---- block-by-block capture ------------------------------------------- */
 

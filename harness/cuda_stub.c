@@ -68,6 +68,11 @@ int sb_cuda_session_forward_blocks(sb_cuda_session *s, const float *x_in, int n_
     return not_built(err);
 }
 void sb_cuda_session_set_observer(sb_cuda_session *s, sb_linear_observer fn, void *user) { (void)s, (void)fn, (void)user; }
+int sb_cuda_session_logits(sb_cuda_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err) {
+    (void)s, (void)x, (void)n_rows, (void)logits;
+    return not_built(err);
+}
+void sb_cuda_session_set_attention_capture(sb_cuda_session *s, bool on) { (void)s, (void)on; }
 int sb_cuda_bench_gemm_bf16(sb_cuda_ctx *c, int m, int n, int k, int reps, double *tflops, sb_err *err) {
     (void)c, (void)m, (void)n, (void)k, (void)reps;
     *tflops = 0;

@@ -441,6 +441,7 @@ int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int l
 }
 
 int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err) {
+    if (s->cuda) return sb_cuda_session_logits(s->cuda, x, n_rows, logits, err);
     const sb_model *m = s->m;
     if (n_rows < 1 || n_rows > (int64_t)s->n_seq * s->max_tokens)
         return sb_err_set(err, SB_EINTERNAL, "%lld rows for the head; this session takes 1 to %lld", (long long)n_rows,
@@ -459,6 +460,7 @@ void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user) {
 }
 
 void sb_session_set_attention_observer(sb_session *s, sb_attention_observer fn, void *user) {
+    if (s->cuda) sb_cuda_session_set_attention_capture(s->cuda, fn != NULL);
     s->attn_observer = fn;
     s->attn_observer_user = user;
 }
@@ -476,7 +478,10 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
     if (!s) return SB_EINTERNAL;
     s->m = m;
     if (m->device) { /* the model's weights are on a CUDA device: the session runs there */
-        int rc = sb_cuda_session_new(m, n_seq, max_ctx, max_tokens, &s->cuda, err);
+        /* the CUDA kernels are causal only: an encoder would silently compute another model */
+        int rc = m->bidirectional ? sb_err_set(err, SB_EINPUT, "%s: bidirectional (ViT) attention is CPU-only for now",
+                                               m->path)
+                                  : sb_cuda_session_new(m, n_seq, max_ctx, max_tokens, &s->cuda, err);
         if (rc) free(s);
         else *out = s;
         return rc;

@@ -5,9 +5,9 @@
  * The encoder maps onto the IR as a bidirectional pre-norm LayerNorm
  * transformer with a plain GELU MLP; the patch embedding, class and
  * distillation tokens, labels and preprocessing go into sb_vision.
- * DeiT's classifier reads only the class token, like ViT's (the
- * "WithTeacher" variant, which averages two heads, is refused by the
- * unknown-tensor check). */
+ * DeiT's classifier reads only the class token, like ViT's; the distilled
+ * "WithTeacher" variant (cls_classifier + distillation_classifier) averages
+ * a head on the class token with one on the distillation token. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +21,7 @@
 void sb_vision_free(sb_vision *v) {
     if (!v) return;
     sb_linear_free(&v->patch);
+    sb_linear_free(&v->dist_head);
     free(v->cls_token);
     free(v->dist_token);
     for (int i = 0; v->labels && i < v->n_labels; i++) free(v->labels[i]);
@@ -31,7 +32,8 @@ void sb_vision_free(sb_vision *v) {
 uint64_t sb_vision_param_count(const sb_vision *v) {
     if (!v) return 0;
     uint64_t d = (uint64_t)v->patch.rows;
-    return (uint64_t)v->patch.rows * (uint64_t)v->patch.cols + d + d * (uint64_t)v->n_prefix;
+    uint64_t head = v->dist_head.fmt ? (uint64_t)v->dist_head.rows * (d + 1) : 0;
+    return (uint64_t)v->patch.rows * (uint64_t)v->patch.cols + d + d * (uint64_t)v->n_prefix + head;
 }
 
 /* A tensor of exactly the given shape decoded to a malloc'ed f32 copy. */
@@ -191,7 +193,8 @@ static int take_embeddings(sb_tensor_store *st, const char *pre, sb_model *m, sb
     return sb_store_take_vector(st, name, d, 0, &v->patch.bias, err);
 }
 
-static int take_blocks(sb_tensor_store *st, const char *pre, sb_model *m, const sb_arch_shape *sh, sb_err *err) {
+static int take_blocks(sb_tensor_store *st, const char *pre, const char *head, sb_model *m, const sb_arch_shape *sh,
+                       sb_err *err) {
     char n[24][160];
     const char *parts[] = {"layernorm_before.weight", "layernorm_before.bias", "layernorm_after.weight",
                            "layernorm_after.bias", "attention.attention.query.weight", "attention.attention.query.bias",
@@ -202,8 +205,10 @@ static int take_blocks(sb_tensor_store *st, const char *pre, sb_model *m, const 
     for (int i = 0; i < 16; i++) snprintf(n[i], sizeof n[i], "%sencoder.layer.%%d.%s", pre, parts[i]);
     snprintf(n[16], sizeof n[16], "%slayernorm.weight", pre);
     snprintf(n[17], sizeof n[17], "%slayernorm.bias", pre);
+    snprintf(n[18], sizeof n[18], "%s.weight", head);
+    snprintf(n[19], sizeof n[19], "%s.bias", head);
     sb_arch_names names = {
-        .final_norm = n[16], .final_norm_bias = n[17], .head = "classifier.weight", .head_bias = "classifier.bias",
+        .final_norm = n[16], .final_norm_bias = n[17], .head = n[18], .head_bias = n[19],
         .attn_norm = n[0], .attn_norm_bias = n[1], .mlp_norm = n[2], .mlp_norm_bias = n[3],
         .wq = n[4], .bq = n[5], .wk = n[6], .bk = n[7], .wv = n[8], .bv = n[9], .wo = n[10], .bo = n[11],
         .up = n[12], .up_bias = n[13], .down = n[14], .down_bias = n[15],
@@ -221,13 +226,26 @@ static int open_store(const char *dir, sb_tensor_store *st, sb_err *err) {
     return sb_safetensors_load(st, path, err);
 }
 
-/* The classifier's rows give the label count (id2label may be absent). */
-static int count_labels(const sb_tensor_store *st, const char *dir, int *n, sb_err *err) {
-    const sb_tensor_ref *t = sb_store_find(st, "classifier.weight");
+/* The classifier's rows give the label count (id2label may be absent);
+ * *head is "classifier", or "cls_classifier" for distilled DeiT. */
+static int count_labels(const sb_tensor_store *st, const char *dir, const char **head, int *n, sb_err *err) {
+    *head = sb_store_has(st, "cls_classifier.weight") ? "cls_classifier" : "classifier";
+    char name[64];
+    snprintf(name, sizeof name, "%s.weight", *head);
+    const sb_tensor_ref *t = sb_store_find(st, name);
     if (!t || t->n_dims != 2 || t->shape[0] < 1 || t->shape[0] > 1 << 24)
         return sb_err_set(err, SB_EINPUT, "%s: no usable 'classifier.weight' (an image classifier needs one)", dir);
     *n = (int)t->shape[0];
     return SB_OK;
+}
+
+/* Distilled DeiT's second head, on the distillation token. */
+static int take_dist_head(sb_tensor_store *st, const sb_model *m, sb_vision *v, sb_err *err) {
+    if (!sb_store_has(st, "distillation_classifier.weight")) return SB_OK;
+    if (!v->dist_token)
+        return sb_err_set(err, SB_EINPUT, "%s: a distillation classifier without a distillation token", m->path);
+    return sb_store_take_linear(st, "distillation_classifier.weight", "distillation_classifier.bias", v->n_labels,
+                                m->d_model, &v->dist_head, err);
 }
 
 int sb_load_vit(const char *dir, sb_model *m, sb_err *err) {
@@ -241,7 +259,7 @@ int sb_load_vit(const char *dir, sb_model *m, sb_err *err) {
     bool deit = !rc && strcmp(type, "deit") == 0;
     snprintf(m->arch, sizeof m->arch, "%s", deit ? "deit" : "vit");
     snprintf(m->source, sizeof m->source, "hf");
-    const char *pre = deit ? "deit." : "vit.";
+    const char *pre = deit ? "deit." : "vit.", *head = "classifier";
     sb_vision *v = m->vision = sb_calloc(err, 1, sizeof *v);
     sb_arch_shape sh = {0};
     sb_tensor_store st = {0};
@@ -251,13 +269,14 @@ int sb_load_vit(const char *dir, sb_model *m, sb_err *err) {
         rc = read_shape(&cfg, m, v, &sh, err);
     }
     if (!rc) rc = open_store(dir, &st, err);
-    if (!rc) rc = count_labels(&st, dir, &v->n_labels, err);
+    if (!rc) rc = count_labels(&st, dir, &head, &v->n_labels, err);
     if (!rc) {
         m->n_vocab = v->n_labels;
         rc = sb_arch_alloc_blocks(m, &sh, err);
     }
     if (!rc) rc = take_embeddings(&st, pre, m, v, err);
-    if (!rc) rc = take_blocks(&st, pre, m, &sh, err);
+    if (!rc) rc = take_blocks(&st, pre, head, m, &sh, err);
+    if (!rc) rc = take_dist_head(&st, m, v, err);
     if (!rc) rc = read_labels(&cfg, v, err);
     if (!rc) rc = read_preprocess(dir, v, &v->pre, err);
     if (!rc) rc = sb_store_check_all_used(&st, m->arch, NULL, err);

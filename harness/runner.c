@@ -31,6 +31,10 @@ struct runner {
     int model_index;            /* -1: none */
     sb_model *model;
     sb_model_snapshot *snapshot;
+    /* The model before each later step of a chain (before step i+1 at
+     * [i]): undone in reverse, each restore frees what its step made. */
+    sb_model_snapshot *step_snapshots[SB_MAX_STEPS];
+    int n_step_snapshots;
     char load_error[1100];
     double load_s;
     int applied_method, applied_seed; /* -1: pristine */
@@ -80,8 +84,19 @@ static void drop_device_model(runner *r) {
     r->device_model = NULL;
 }
 
+/* Back to the model as loaded: the chain's steps undone last to first. */
+static void restore_model(runner *r) {
+    while (r->n_step_snapshots > 0) {
+        sb_model_snapshot *snap = r->step_snapshots[--r->n_step_snapshots];
+        sb_model_snapshot_restore(r->model, snap);
+        sb_model_snapshot_free(snap);
+    }
+    sb_model_snapshot_restore(r->model, r->snapshot);
+}
+
 static void unload(runner *r) {
     drop_device_model(r);
+    if (r->model && r->snapshot && r->applied_method >= 0) restore_model(r); /* frees what methods allocated */
     sb_model_snapshot_free(r->snapshot);
     sb_model_free(r->model);
     r->snapshot = NULL;
@@ -129,7 +144,7 @@ static void fill_ctx(runner *r, const sb_run_spec *run, sb_run_ctx *ctx) {
 static void ensure_method(runner *r, const sb_run_spec *run) {
     if (!r->model || (r->applied_method == run->method && r->applied_seed == run->seed)) return;
     drop_device_model(r);
-    if (r->applied_method >= 0) sb_model_snapshot_restore(r->model, r->snapshot);
+    if (r->applied_method >= 0) restore_model(r);
     cJSON_Delete(r->method_report.details);
     memset(&r->method_report, 0, sizeof r->method_report);
     r->method_error[0] = 0;
@@ -143,7 +158,12 @@ static void ensure_method(runner *r, const sb_run_spec *run) {
     for (int i = 0; i < v->n_steps && !r->method_error[0]; i++) {
         sb_err err = {0};
         sb_method_report step = {0};
-        int rc = v->steps[i].method->apply(r->model, &v->steps[i].params, &ctx, &step, &err);
+        /* A later step replaces what an earlier one allocated without
+         * freeing it (methods never free model payloads): a snapshot
+         * between steps lets the restore free both. */
+        int rc = i > 0 ? sb_model_snapshot_take(r->model, &r->step_snapshots[r->n_step_snapshots], &err) : SB_OK;
+        if (rc == SB_OK && i > 0) r->n_step_snapshots++;
+        if (rc == SB_OK) rc = v->steps[i].method->apply(r->model, &v->steps[i].params, &ctx, &step, &err);
         if (rc) snprintf(r->method_error, sizeof r->method_error, "%s: %s", v->steps[i].method->name, err.msg);
         cJSON_Delete(r->method_report.details); /* the last step's report describes the result */
         r->method_report = step;

@@ -9,7 +9,8 @@
  * checkpoint's preprocessor_config.json.  Learned position embeddings are
  * the model's pos_embd [n_prefix + n_patches, d], added once at embedding;
  * the final LayerNorm is final_norm and the classifier is head [n_labels, d]
- * (+ bias), applied to the class-token row.
+ * (+ bias), applied to the class-token row (DeiT distilled checkpoints
+ * average it with a second head on the distillation-token row).
  *
  * Token reduction (PyramidDrop, Zero-TPrune) runs between blocks: a method
  * sets m->reducer, and the vision forward (vit.c) asks it after each block
@@ -48,6 +49,8 @@ typedef struct sb_vision {
     sb_linear patch;          /* [d, C*p*p] + bias [d] */
     float *cls_token;         /* [d] */
     float *dist_token;        /* [d] or NULL (DeiT only) */
+    sb_linear dist_head;      /* DeiT distilled ("WithTeacher"): [n_labels, d] on the distillation-token
+                               * row, logits = (head(cls) + dist_head(dist)) / 2; absent otherwise */
     char **labels;            /* [n_labels] from id2label ("LABEL_i" when absent) */
     int n_labels;
     sb_preprocess pre;

@@ -27,7 +27,8 @@ struct sb_vit {
     float *heads;               /* [B][nh][T0][T0] captured attention per head */
     float *attn;                /* [B][T0][T0] head-averaged */
     float *cls_attn;            /* [B][T0] */
-    int32_t *keep;              /* [T0] */
+    int32_t *keep;              /* [B][T0] tokens kept, per image */
+    sb_err *errs;               /* [B] per-image selection errors (images are selected in parallel) */
     int *tokens;                /* [n_layer]: tokens entering each block, latest call */
     int capture_tok;            /* tokens of the block being captured (row length) */
     double flops;               /* latest call, per image */
@@ -57,7 +58,7 @@ static double block_flops(const sb_block *b, int T) {
 
 static double ends_flops(const sb_model *m) {
     const sb_vision *v = m->vision;
-    return 2.0 * v->n_patches * linear_macs(&v->patch) + 2.0 * linear_macs(&m->head);
+    return 2.0 * v->n_patches * linear_macs(&v->patch) + 2.0 * linear_macs(&m->head) + 2.0 * linear_macs(&v->dist_head);
 }
 
 double sb_vit_dense_flops(const sb_model *m) {
@@ -112,18 +113,30 @@ static void capture(void *user, int layer, int seq, int head, int t, const float
     memcpy(row + key0, probs, sizeof(float) * (size_t)n_keys);
 }
 
-/* attn[b] = mean over heads of the captured rows, [T][T]. */
-static void average_heads(sb_vit *v, int layer, int T) {
-    int nh = v->m->blocks[layer].n_head;
-    for (int b = 0; b < v->batch; b++)
-        for (int t = 0; t < T; t++) {
-            float *dst = v->attn + ((int64_t)b * v->n_tok0 + t) * v->n_tok0;
-            memset(dst, 0, sizeof(float) * (size_t)T);
-            for (int h = 0; h < nh; h++) {
-                const float *src = v->heads + (((int64_t)b * nh + h) * v->n_tok0 + t) * v->n_tok0;
-                for (int k = 0; k < T; k++) dst[k] += src[k] / nh;
-            }
+typedef struct heads_job {
+    sb_vit *v;
+    int layer, T;
+} heads_job;
+
+/* attn[b] = mean over heads of image b's captured rows, [T][T] (a pool task). */
+static void average_image(void *arg, int b, int worker) {
+    (void)worker;
+    heads_job *j = arg;
+    sb_vit *v = j->v;
+    int nh = v->m->blocks[j->layer].n_head, T = j->T;
+    for (int t = 0; t < T; t++) {
+        float *dst = v->attn + ((int64_t)b * v->n_tok0 + t) * v->n_tok0;
+        memset(dst, 0, sizeof(float) * (size_t)T);
+        for (int h = 0; h < nh; h++) {
+            const float *src = v->heads + (((int64_t)b * nh + h) * v->n_tok0 + t) * v->n_tok0;
+            for (int k = 0; k < T; k++) dst[k] += src[k] / nh;
         }
+    }
+}
+
+static void average_heads(sb_vit *v, int layer, int T) {
+    heads_job j = {v, layer, T};
+    sb_pool_run(v->pool, average_image, &j, v->batch);
 }
 
 static double probe_flops(const sb_block *b, int T);
@@ -155,24 +168,44 @@ static void cls_probe(sb_vit *v, int layer, int T) {
 
 /* ---- token reduction between blocks ---------------------------------------- */
 
-static int reduce_tokens(sb_vit *v, int layer, int T, int n_keep, bool have_attn, sb_err *err) {
+typedef struct reduce_job {
+    sb_vit *v;
+    int layer, T, n_keep;
+    bool have_attn;
+} reduce_job;
+
+/* One image's selection and gather (a pool task: images are independent). */
+static void reduce_image(void *arg, int b, int worker) {
+    (void)worker;
+    reduce_job *j = arg;
+    sb_vit *v = j->v;
     const sb_token_reducer *r = v->m->reducer;
-    int d = v->m->d_model;
-    if (r->wants_cls_probe) cls_probe(v, layer, T);
-    for (int b = 0; b < v->batch; b++) {
-        sb_token_view view = {.m = v->m, .layer = layer, .n_tok = T, .n_prefix = v->vis->n_prefix,
-                              .n_patches0 = v->vis->n_patches, .x = v->x + (int64_t)b * T * d,
-                              .attn = have_attn ? v->attn + (int64_t)b * v->n_tok0 * v->n_tok0 : NULL,
-                              .cls_attn = r->wants_cls_probe ? v->cls_attn + (int64_t)b * v->n_tok0 : NULL};
-        int got = n_keep;
-        int rc = r->select(r, &view, v->keep, &got, err);
-        if (rc) return rc;
-        if (got != n_keep)
-            return sb_err_set(err, SB_EINTERNAL, "%s kept %d tokens before block %d, promised %d", r->name, got, layer,
-                              n_keep);
-        for (int i = 0; i < n_keep; i++)
-            memcpy(v->y + ((int64_t)b * n_keep + i) * d, view.x + (int64_t)v->keep[i] * d, sizeof(float) * (size_t)d);
+    int d = v->m->d_model, n_keep = j->n_keep, got = n_keep;
+    int32_t *keep = v->keep + (int64_t)b * v->n_tok0;
+    sb_err *err = &v->errs[b];
+    sb_token_view view = {.m = v->m, .layer = j->layer, .n_tok = j->T, .n_prefix = v->vis->n_prefix,
+                          .n_patches0 = v->vis->n_patches, .x = v->x + (int64_t)b * j->T * d,
+                          .attn = j->have_attn ? v->attn + (int64_t)b * v->n_tok0 * v->n_tok0 : NULL,
+                          .cls_attn = r->wants_cls_probe ? v->cls_attn + (int64_t)b * v->n_tok0 : NULL};
+    if (r->select(r, &view, keep, &got, err)) return;
+    if (got != n_keep) {
+        sb_err_set(err, SB_EINTERNAL, "%s kept %d tokens before block %d, promised %d", r->name, got, j->layer, n_keep);
+        return;
     }
+    for (int i = 0; i < n_keep; i++)
+        memcpy(v->y + ((int64_t)b * n_keep + i) * d, view.x + (int64_t)keep[i] * d, sizeof(float) * (size_t)d);
+}
+
+static int reduce_tokens(sb_vit *v, int layer, int T, int n_keep, bool have_attn, sb_err *err) {
+    if (v->m->reducer->wants_cls_probe) cls_probe(v, layer, T);
+    for (int b = 0; b < v->batch; b++) v->errs[b] = (sb_err){0};
+    reduce_job j = {v, layer, T, n_keep, have_attn};
+    sb_pool_run(v->pool, reduce_image, &j, v->batch);
+    for (int b = 0; b < v->batch; b++)
+        if (v->errs[b].code) {
+            *err = v->errs[b];
+            return err->code;
+        }
     float *t = v->x;
     v->x = v->y;
     v->y = t;
@@ -238,6 +271,18 @@ static int run_blocks(sb_vit *v, sb_err *err) {
     return rc;
 }
 
+/* Distilled DeiT: logits = (head(cls) + dist_head(dist)) / 2, the
+ * distillation token being row 1 (a prefix token: reducers keep it). */
+static void distilled_head(sb_vit *v, int T, float *logits) {
+    const sb_model *m = v->m;
+    int d = m->d_model, L = v->vis->n_labels;
+    for (int b = 0; b < v->batch; b++)
+        layer_norm(&m->final_norm, m->norm_eps, v->x + ((int64_t)b * T + 1) * d, v->h + (int64_t)b * d, d);
+    float *dist = v->cls_attn; /* free here; sized for [B, L] at creation */
+    sb_linear_forward(&v->vis->dist_head, v->h, v->batch, dist, &v->mm);
+    for (int64_t i = 0; i < (int64_t)v->batch * L; i++) logits[i] = (logits[i] + dist[i]) / 2;
+}
+
 int sb_vit_classify(sb_vit *v, const float *pixels, float *logits, sb_err *err) {
     const sb_model *m = v->m;
     int d = m->d_model;
@@ -249,6 +294,7 @@ int sb_vit_classify(sb_vit *v, const float *pixels, float *logits, sb_err *err) 
     for (int b = 0; b < v->batch; b++) /* the class token is row 0 of every image */
         layer_norm(&m->final_norm, m->norm_eps, v->x + (int64_t)b * T * d, v->h + (int64_t)b * d, d);
     sb_linear_forward(&m->head, v->h, v->batch, logits, &v->mm);
+    if (v->vis->dist_head.fmt) distilled_head(v, T, logits);
     return SB_OK;
 }
 
@@ -279,12 +325,13 @@ int sb_vit_new(const sb_model *m, sb_pool *pool, int batch, sb_vit **out, sb_err
     int64_t max_cols = vis->patch.cols > d ? vis->patch.cols : d;
     v->mm.pool = pool;
     v->mm.scratch_floats = sb_matmul_scratch_floats(max_cols, sb_pool_threads(pool));
-    int64_t hbuf = R * d > T0 ? R * d : T0;
+    int64_t hbuf = R * d > T0 ? R * d : T0, labels = (int64_t)batch * vis->n_labels; /* cls_attn doubles as [B, L] */
     bool ok = (v->mm.scratch = floats(v->mm.scratch_floats, err)) &&
               (v->patches = floats((int64_t)batch * vis->n_patches * vis->patch.cols, err)) &&
               (v->x = floats(R * d, err)) && (v->y = floats(R * d, err)) && (v->h = floats(hbuf, err)) &&
               (v->k = floats(R * qd, err)) && (v->q = floats((int64_t)batch * qd, err)) &&
-              (v->cls_attn = floats(R, err)) && (v->keep = sb_malloc(err, sizeof(int32_t) * (size_t)T0)) &&
+              (v->cls_attn = floats(R > labels ? R : labels, err)) && (v->keep = sb_malloc(err, sizeof(int32_t) * (size_t)R)) &&
+              (v->errs = sb_calloc(err, (size_t)batch, sizeof(sb_err))) &&
               (v->tokens = sb_calloc(err, (size_t)m->n_layer, sizeof(int)));
     if (ok && m->reducer && m->reducer->wants_attention)
         ok = (v->heads = floats((int64_t)batch * nh * T0 * T0, err)) && (v->attn = floats(R * T0, err));
@@ -303,6 +350,7 @@ void sb_vit_free(sb_vit *v) {
     float *bufs[] = {v->mm.scratch, v->patches, v->x, v->y, v->h, v->k, v->q, v->heads, v->attn, v->cls_attn};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(v->keep);
+    free(v->errs);
     free(v->tokens);
     free(v);
 }

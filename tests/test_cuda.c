@@ -272,6 +272,70 @@ static void mixed_qint_case(env *e) {
     test_end();
 }
 
+/* Logits of m on both backends for the fixture's tokens in one pass, within tol. */
+static void compare_full_pass(env *e, sb_model *m, const fixture *f, double tol) {
+    sb_err err = {0};
+    long nv = (long)f->n_tok * f->n_vocab;
+    float *cpu = malloc(sizeof(float) * (size_t)nv), *dev = malloc(sizeof(float) * (size_t)nv);
+    sb_cuda_model *dm = NULL;
+    if (full_pass(m, e->pool, f->tokens, 1, f->n_tok, cpu) &&
+        test_expect(sb_cuda_model_upload(e->ctx, m, &dm, &err) == SB_OK, "%s", err.msg)) {
+        m->device = dm;
+        if (full_pass(m, NULL, f->tokens, 1, f->n_tok, dev)) {
+            double d = rel_diff(dev, cpu, nv);
+            test_expect(d <= tol, "device full pass vs CPU: %.3g relative", d);
+        }
+        m->device = NULL;
+    }
+    sb_cuda_model_free(dm);
+    free(cpu);
+    free(dev);
+}
+
+/* An encoder's attention (every token sees every token of the call): the
+ * llama fixture with the flag set, CPU vs device. */
+static void bidirectional_case(env *e) {
+    test_begin("cuda_bidirectional_attention");
+    fixture f;
+    sb_model *m = NULL;
+    sb_err err = {0};
+    char dir[512], json[600];
+    snprintf(dir, sizeof dir, "%s/llama", models_dir);
+    snprintf(json, sizeof json, "%s/reference.json", dir);
+    if (fixture_load(json, dir, false, &f) && test_expect(sb_model_load(dir, &m, &err) == SB_OK, "%s", err.msg)) {
+        m->bidirectional = true;
+        compare_full_pass(e, m, &f, 1e-4);
+    }
+    sb_model_free(m);
+    fixture_free(&f);
+    test_end();
+}
+
+/* A SliceGPT-sliced model (narrower residual stream, shortcut matrices, norms
+ * with the original divisor), CPU vs device, one pass and decoding. */
+static void sliced_case(env *e) {
+    test_begin("cuda_slicegpt_model");
+    fixture f = {0};
+    sb_model *m = NULL;
+    sb_err err = {0};
+    static const char *const kv[] = {"data=tests/reference/tasks/text.raw", "n_samples=4", "seq_len=32",
+                                     "sparsity=0.25"};
+    const char *dir = "tests/reference/tasks/model";
+    bool ok = test_expect(sb_model_load(dir, &m, &err) == SB_OK, "%s", err.msg) &&
+              apply_method(m, NULL, e->pool, "slicegpt", kv, 4) &&
+              test_expect(sb_model_is_sliced(m), "slicegpt left the model unsliced");
+    if (ok) {
+        f.n_tok = 24;
+        f.n_vocab = m->n_vocab;
+        f.tokens = malloc(sizeof(int32_t) * (size_t)f.n_tok);
+        for (int t = 0; t < f.n_tok; t++) f.tokens[t] = (int32_t)((t * 37 + 5) % m->n_vocab);
+        compare_backends(e, m, &f, 1e-4, NULL);
+    }
+    sb_model_free(m);
+    fixture_free(&f);
+    test_end();
+}
+
 /* The perplexity task on the built-in model, CPU and device, within 0.1%. */
 static void perplexity_case(env *e) {
     test_begin("cuda_perplexity_agrees");
@@ -440,6 +504,8 @@ int main(void) {
     format_case(&e, "cuda_format_sparse_csr", (step){"magnitude", csr, 2}, none);
     format_case(&e, "cuda_format_qint4_lowrank", (step){"rtn", rtn4, 2}, (step){"lorc", lorc, 1});
     mixed_qint_case(&e);
+    bidirectional_case(&e);
+    sliced_case(&e);
     perplexity_case(&e);
     oom_case(&e);
     memory_case(&e);

@@ -267,6 +267,7 @@ int main(void) {
     identity_case("deit", "pyramid-drop", "lambda=1", pool);
     identity_case("vit", "zero-tprune", "ratio=1", pool);
     identity_case("deit", "zero-tprune", "ratio=1", pool);
+    identity_case("deit_distilled", "zero-tprune", "ratio=1", pool);
     pyramid_case("vit");
     pyramid_case("deit");
     batch_case("pyramid-drop", "lambda=0.5", pool);

@@ -333,6 +333,7 @@ int main(void) {
     parity_case("vit_bicubic_crop", pool);
     parity_case("deit", pool);
     parity_case("vit_shapes", pool);
+    parity_case("deit_distilled", pool);
     bad_folder_case();
     sb_pool_free(pool);
     return test_status();

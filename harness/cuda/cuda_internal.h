@@ -64,11 +64,14 @@ typedef struct dev_linear {
 
 typedef struct dev_norm {
     float *weight, *bias;   /* [n] or NULL */
+    int64_t n;
+    int mean_width;         /* sb_norm's: the divisor of a sliced stream, or 0 */
 } dev_norm;
 
 typedef struct dev_block {
     dev_norm attn_norm, mlp_norm, post_attn_norm, post_mlp_norm, q_norm, k_norm;
     dev_linear wq, wk, wv, wo, w_gate, w_up, w_down;
+    dev_linear attn_shortcut, mlp_shortcut;   /* SliceGPT's residual maps, absent (w NULL) unless sliced */
     float *rope_inv_freq;   /* [rot/2], or NULL with learned positions */
 } dev_block;
 
@@ -100,9 +103,10 @@ int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int6
 
 /* ---- kernels (kernels.cu); each returns the launch's status ------------------ */
 
-/* out[r] = norm(in[r]) over `width` values every `stride` floats; layer: LayerNorm, else RMS. */
+/* out[r] = norm(in[r]) over `width` values every `stride` floats; layer: LayerNorm, else RMS.
+ * Mean and mean square divide by div (the width, or a sliced stream's original width). */
 int k_norm(const float *in, float *out, const float *w, const float *b, int64_t n_rows, int width, int64_t stride,
-           bool layer, float eps, sb_err *err);
+           bool layer, float eps, float div, sb_err *err);
 /* Rotates n_heads heads of head_dim in x[R, n_heads*head_dim]; row r is at position n_past + r % n_tok. */
 int k_rope(float *x, int64_t R, int n_heads, int head_dim, int rot_dim, bool pairs, const float *inv_freq,
            int n_past, int n_tok, sb_err *err);
@@ -123,6 +127,7 @@ typedef struct attn_args {
     int n_seq, n_tok, n_past, max_ctx;
     int n_head, n_kv_head, head_dim, window;
     float scale, softcap;
+    bool bidirectional;          /* every query sees every position of the call (encoders) */
 } attn_args;
 
 enum { ATTN_MAX_HEAD_DIM = 256 };

@@ -45,7 +45,7 @@ __device__ static float block_sum(float v, float *shared /* [WARP] */) {
 /* ---- norms: one block per row ---- */
 
 __global__ static void norm_kernel(const float *in, float *out, const float *w, const float *b, int width,
-                                   int64_t stride, bool layer, float eps) {
+                                   int64_t stride, bool layer, float eps, float div) {
     __shared__ float red[WARP];
     const float *x = in + blockIdx.x * stride;
     float *y = out + blockIdx.x * stride;
@@ -53,20 +53,20 @@ __global__ static void norm_kernel(const float *in, float *out, const float *w, 
     if (layer) {
         float s = 0;
         for (int i = threadIdx.x; i < width; i += THREADS) s += x[i];
-        mean = block_sum(s, red) / (float)width;
+        mean = block_sum(s, red) / div;
     }
     float sq = 0;
     for (int i = threadIdx.x; i < width; i += THREADS) sq += (x[i] - mean) * (x[i] - mean);
-    float inv = rsqrtf(block_sum(sq, red) / (float)width + eps);
+    float inv = rsqrtf(block_sum(sq, red) / div + eps);
     /* every thread has read its x values before any writes y (in place is allowed): block_sum synchronised */
     for (int i = threadIdx.x; i < width; i += THREADS) y[i] = (x[i] - mean) * inv * w[i] + (b ? b[i] : 0.0f);
 }
 
 int k_norm(const float *in, float *out, const float *w, const float *b, int64_t n_rows, int width, int64_t stride,
-           bool layer, float eps, sb_err *err) {
+           bool layer, float eps, float div, sb_err *err) {
     if (n_rows == 0) return SB_OK;
     if (n_rows > INT32_MAX) return sb_err_set(err, SB_EINTERNAL, "norm over %lld rows", (long long)n_rows);
-    norm_kernel<<<(unsigned)n_rows, THREADS>>>(in, out, w, b, width, stride, layer, eps);
+    norm_kernel<<<(unsigned)n_rows, THREADS>>>(in, out, w, b, width, stride, layer, eps, div);
     return launched("norm", err);
 }
 
@@ -220,6 +220,7 @@ __global__ static void attention_kernel(attn_args a) {
     int kvh = h / (a.n_head / a.n_kv_head);
     int p = a.n_past + t;
     int lo = a.window > 0 && p - a.window + 1 > 0 ? p - a.window + 1 : 0;
+    int hi = a.bidirectional ? a.n_past + a.n_tok - 1 : p; /* visible keys: [lo, hi] */
     const float *q = a.q + row * a.n_head * hd + (int64_t)h * hd;
     for (int i = lane; i < hd; i += WARP) qs[warp][i] = q[i];
     __syncwarp();
@@ -228,22 +229,22 @@ __global__ static void attention_kernel(attn_args a) {
     float acc[ATTN_SLICE];
     for (int j = 0; j < ATTN_SLICE; j++) acc[j] = 0;
     float m = -INFINITY, l = 0;
-    for (int k0 = lo; k0 <= p; k0 += WARP) {
+    for (int k0 = lo; k0 <= hi; k0 += WARP) {
         int k = k0 + lane;
         float s = -INFINITY;
-        if (k <= p) {
+        if (k <= hi) {
             const float *kr = K + (int64_t)k * kvd;
             float dot = 0;
             for (int i = 0; i < hd; i++) dot += qs[warp][i] * kr[i];
             s = dot * a.scale;
             if (a.softcap > 0) s = a.softcap * tanhf(s / a.softcap);
         }
-        float m_new = fmaxf(m, warp_max(s)); /* finite: key k0 <= p is in every chunk */
+        float m_new = fmaxf(m, warp_max(s)); /* finite: key k0 <= hi is in every chunk */
         float corr = expf(m - m_new);        /* 0 on the first chunk (m = -inf) */
-        float pk = k <= p ? expf(s - m_new) : 0.0f;
+        float pk = k <= hi ? expf(s - m_new) : 0.0f;
         l = l * corr + warp_sum(pk);
         for (int j = 0; j < ATTN_SLICE; j++) acc[j] *= corr;
-        int n_keys = p - k0 + 1 < WARP ? p - k0 + 1 : WARP;
+        int n_keys = hi - k0 + 1 < WARP ? hi - k0 + 1 : WARP;
         for (int kk = 0; kk < n_keys; kk++) {
             float pkk = __shfl_sync(0xffffffffu, pk, kk);
             const float *vr = V + (int64_t)(k0 + kk) * kvd;
@@ -276,7 +277,10 @@ static size_t tiled_shared_bytes(int hd) {
 
 __device__ static int first_visible(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
 
-__global__ static void attention_tiled_kernel(attn_args a) {
+/* SLICES = ceil(hd / 32) rounded up to 1, 2, 4 or 8: the output dimensions
+ * each lane holds, a compile-time count so the accumulators stay in
+ * registers without idle iterations for small heads. */
+template <int SLICES> __global__ static void attention_tiled_kernel(attn_args a) {
     extern __shared__ float smem[];
     int hd = a.head_dim, kvd = a.n_kv_head * hd, ks_stride = hd + 1;
     float *ks = smem, *vs = ks + TILE_K * ks_stride, *qs = vs + TILE_K * hd; /* [TILE_K][hd+1], [TILE_K][hd], [TILE_Q][hd] */
@@ -288,15 +292,17 @@ __global__ static void attention_tiled_kernel(attn_args a) {
     bool active = t < a.n_tok;
     int t_last = (t0 + TILE_Q < a.n_tok ? t0 + TILE_Q : a.n_tok) - 1;
     /* keys any query of the block sees: the same for every thread, so the loop below is block-uniform */
-    int blk_lo = first_visible(a.n_past + t0, a.window), blk_hi = a.n_past + t_last;
+    int blk_lo = first_visible(a.n_past + t0, a.window);
+    int blk_hi = a.bidirectional ? a.n_past + a.n_tok - 1 : a.n_past + t_last;
     int p = a.n_past + t, lo = first_visible(p, a.window);
+    int hi = a.bidirectional ? a.n_past + a.n_tok - 1 : p; /* this query's visible keys: [lo, hi] */
     int64_t row = (int64_t)seq * a.n_tok + t;
     if (active)
         for (int i = lane; i < hd; i += WARP) qs[warp * hd + i] = a.q[row * a.n_head * hd + (int64_t)h * hd + i];
     const float *K = a.k_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
     const float *V = a.v_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
-    float acc[ATTN_SLICE];
-    for (int j = 0; j < ATTN_SLICE; j++) acc[j] = 0;
+    float acc[SLICES];
+    for (int j = 0; j < SLICES; j++) acc[j] = 0;
     float m = -INFINITY, l = 0;
     for (int k0 = blk_lo; k0 <= blk_hi; k0 += TILE_K) {
         int nk = blk_hi - k0 + 1 < TILE_K ? blk_hi - k0 + 1 : TILE_K;
@@ -308,7 +314,7 @@ __global__ static void attention_tiled_kernel(attn_args a) {
         }
         __syncthreads();
         /* this query's visible keys in the tile: [first, last], the same for the whole warp */
-        int first = k0 > lo ? k0 : lo, last = k0 + nk - 1 < p ? k0 + nk - 1 : p;
+        int first = k0 > lo ? k0 : lo, last = k0 + nk - 1 < hi ? k0 + nk - 1 : hi;
         if (!active || first > last) continue; /* no key here: nothing to add (and m stays finite once set) */
         int k = k0 + lane;
         bool vis = k >= first && k <= last;
@@ -324,11 +330,11 @@ __global__ static void attention_tiled_kernel(attn_args a) {
         float corr = expf(m - m_new);
         float pk = vis ? expf(s - m_new) : 0.0f;
         l = l * corr + warp_sum(pk);
-        for (int j = 0; j < ATTN_SLICE; j++) acc[j] *= corr;
+        for (int j = 0; j < SLICES; j++) acc[j] *= corr;
         for (int kk = first - k0; kk <= last - k0; kk++) {
             float pkk = __shfl_sync(0xffffffffu, pk, kk);
             const float *vr = vs + kk * hd;
-            for (int j = 0; j < ATTN_SLICE; j++) {
+            for (int j = 0; j < SLICES; j++) {
                 int i = lane + j * WARP;
                 if (i < hd) acc[j] += pkk * vr[i];
             }
@@ -337,13 +343,27 @@ __global__ static void attention_tiled_kernel(attn_args a) {
     }
     if (!active) return;
     float *out = a.out + row * a.n_head * hd + (int64_t)h * hd;
-    for (int j = 0; j < ATTN_SLICE; j++) {
+    for (int j = 0; j < SLICES; j++) {
         int i = lane + j * WARP;
         if (i < hd) out[i] = acc[j] / l;
     }
 }
 
 enum { FEW_QUERIES = 4 }; /* up to this many tokens per call (decoding): a warp per query, no tiles */
+
+template <int SLICES> static int launch_tiled(const attn_args *a, sb_err *err) {
+    size_t shared = tiled_shared_bytes(a->head_dim);
+    cudaError_t e = cudaFuncSetAttribute(attention_tiled_kernel<SLICES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)shared);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return sb_err_set(err, SB_EINTERNAL, "attention: %zu bytes of shared memory per block refused: %s", shared,
+                          cudaGetErrorString(e));
+    }
+    int64_t blocks = (int64_t)a->n_seq * a->n_head * ((a->n_tok + TILE_Q - 1) / TILE_Q);
+    attention_tiled_kernel<SLICES><<<(unsigned)blocks, TILE_Q * WARP, shared>>>(*a);
+    return launched("tiled attention", err);
+}
 
 int k_attention(const attn_args *a, sb_err *err) {
     if (a->head_dim > ATTN_MAX_HEAD_DIM)
@@ -356,16 +376,11 @@ int k_attention(const attn_args *a, sb_err *err) {
         attention_kernel<<<grid, ATTN_WARPS * WARP>>>(*a);
         return launched("attention", err);
     }
-    size_t shared = tiled_shared_bytes(a->head_dim);
-    cudaError_t e = cudaFuncSetAttribute(attention_tiled_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        return sb_err_set(err, SB_EINTERNAL, "attention: %zu bytes of shared memory per block refused: %s", shared,
-                          cudaGetErrorString(e));
-    }
-    int64_t blocks = (int64_t)a->n_seq * a->n_head * ((a->n_tok + TILE_Q - 1) / TILE_Q);
-    attention_tiled_kernel<<<(unsigned)blocks, TILE_Q * WARP, shared>>>(*a);
-    return launched("tiled attention", err);
+    int slices = (a->head_dim + WARP - 1) / WARP;
+    if (slices <= 1) return launch_tiled<1>(a, err);
+    if (slices <= 2) return launch_tiled<2>(a, err);
+    if (slices <= 4) return launch_tiled<4>(a, err);
+    return launch_tiled<ATTN_SLICE>(a, err);
 }
 
 /* ---- qint (layout in format_qint.h) ---- */

@@ -26,6 +26,8 @@ static int upload_floats(sb_cuda_model *dm, float **dst, const float *src, int64
 }
 
 static int upload_norm(sb_cuda_model *dm, dev_norm *dn, const sb_norm *n, int64_t width, sb_err *err) {
+    dn->n = width;
+    dn->mean_width = n->mean_width;
     int rc = upload_floats(dm, &dn->weight, n->weight, width, "a norm's weights", err);
     if (!rc) rc = upload_floats(dm, &dn->bias, n->bias, width, "a norm's bias", err);
     return rc;
@@ -108,23 +110,26 @@ static void free_linear(sb_cuda_ctx *c, dev_linear *d) {
     cuda_free(c, d->B, sizeof(float) * (size_t)(d->rows * d->rank));
 }
 
-static void free_norm(sb_cuda_ctx *c, dev_norm *n, int64_t width) {
-    cuda_free(c, n->weight, sizeof(float) * (size_t)width);
-    cuda_free(c, n->bias, sizeof(float) * (size_t)width);
+static void free_norm(sb_cuda_ctx *c, dev_norm *n) {
+    cuda_free(c, n->weight, sizeof(float) * (size_t)n->n);
+    cuda_free(c, n->bias, sizeof(float) * (size_t)n->n);
 }
 
 static int upload_block(sb_cuda_model *dm, dev_block *db, const sb_block *b, sb_err *err) {
     const sb_model *m = dm->m;
-    int64_t d = m->d_model;
-    int rc = upload_norm(dm, &db->attn_norm, &b->attn_norm, d, err);
-    if (!rc) rc = upload_norm(dm, &db->mlp_norm, &b->mlp_norm, d, err);
-    if (!rc) rc = upload_norm(dm, &db->post_attn_norm, &b->post_attn_norm, d, err);
-    if (!rc) rc = upload_norm(dm, &db->post_mlp_norm, &b->post_mlp_norm, d, err);
+    /* the stream's widths around this block (all d_model unless sliced) */
+    int64_t d_in = sb_block_width_in(b), d_mid = sb_block_width_mid(b), d_down = b->w_down.rows;
+    int rc = upload_norm(dm, &db->attn_norm, &b->attn_norm, d_in, err);
+    if (!rc) rc = upload_norm(dm, &db->mlp_norm, &b->mlp_norm, d_mid, err);
+    if (!rc) rc = upload_norm(dm, &db->post_attn_norm, &b->post_attn_norm, d_mid, err);
+    if (!rc) rc = upload_norm(dm, &db->post_mlp_norm, &b->post_mlp_norm, d_down, err);
     if (!rc) rc = upload_norm(dm, &db->q_norm, &b->q_norm, b->head_dim, err);
     if (!rc) rc = upload_norm(dm, &db->k_norm, &b->k_norm, b->head_dim, err);
-    const sb_linear *src[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
-    dev_linear *dst[] = {&db->wq, &db->wk, &db->wv, &db->wo, &db->w_gate, &db->w_up, &db->w_down};
-    for (int i = 0; !rc && i < 7; i++) rc = upload_linear(dm, dst[i], src[i], err);
+    const sb_linear *src[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down,
+                              &b->attn_shortcut, &b->mlp_shortcut};
+    dev_linear *dst[] = {&db->wq, &db->wk, &db->wv, &db->wo, &db->w_gate, &db->w_up, &db->w_down,
+                         &db->attn_shortcut, &db->mlp_shortcut};
+    for (int i = 0; !rc && i < 9; i++) rc = upload_linear(dm, dst[i], src[i], err);
     if (!rc && m->positions != SB_POS_LEARNED && !b->rope_inv_freq)
         rc = sb_err_set(err, SB_EINTERNAL, "a rotary block without its frequency table");
     if (!rc && m->positions != SB_POS_LEARNED)
@@ -132,13 +137,12 @@ static int upload_block(sb_cuda_model *dm, dev_block *db, const sb_block *b, sb_
     return rc;
 }
 
-static void free_block(sb_cuda_ctx *c, const sb_model *m, dev_block *db, const sb_block *b) {
-    dev_norm *norms[] = {&db->attn_norm, &db->mlp_norm, &db->post_attn_norm, &db->post_mlp_norm};
-    for (int i = 0; i < 4; i++) free_norm(c, norms[i], m->d_model);
-    free_norm(c, &db->q_norm, b->head_dim);
-    free_norm(c, &db->k_norm, b->head_dim);
-    dev_linear *lin[] = {&db->wq, &db->wk, &db->wv, &db->wo, &db->w_gate, &db->w_up, &db->w_down};
-    for (int i = 0; i < 7; i++) free_linear(c, lin[i]);
+static void free_block(sb_cuda_ctx *c, const sb_model *m, dev_block *db) {
+    dev_norm *norms[] = {&db->attn_norm, &db->mlp_norm, &db->post_attn_norm, &db->post_mlp_norm, &db->q_norm, &db->k_norm};
+    for (int i = 0; i < 6; i++) free_norm(c, norms[i]);
+    dev_linear *lin[] = {&db->wq, &db->wk, &db->wv, &db->wo, &db->w_gate, &db->w_up, &db->w_down,
+                         &db->attn_shortcut, &db->mlp_shortcut};
+    for (int i = 0; i < 9; i++) free_linear(c, lin[i]);
     cuda_free(c, db->rope_inv_freq, sizeof(float) * (size_t)(m->rot_dim / 2));
 }
 
@@ -159,7 +163,8 @@ static int upload_embeddings(sb_cuda_model *dm, sb_err *err) {
         if (!rc) dm->bytes += (int64_t)dm->tok_embd.w_bytes;
     }
     if (!rc && m->pos_embd)
-        rc = upload_floats(dm, &dm->pos_embd, m->pos_embd, (int64_t)m->n_pos_rows * m->d_model, "learned positions", err);
+        rc = upload_floats(dm, &dm->pos_embd, m->pos_embd, (int64_t)m->n_pos_rows * sb_model_embed_width(m),
+                           "learned positions", err);
     if (rc) return rc;
     bool tied = m->head.data == m->tok_embd.data && m->head.fmt == m->tok_embd.fmt;
     if (!tied) return upload_linear(dm, &dm->head, &m->head, err);
@@ -173,17 +178,22 @@ extern "C" void sb_cuda_model_free(sb_cuda_model *dm) {
     if (!dm) return;
     sb_cuda_ctx *c = dm->ctx;
     const sb_model *m = dm->m;
-    for (int l = 0; dm->blocks && l < m->n_layer; l++) free_block(c, m, &dm->blocks[l], &m->blocks[l]);
+    for (int l = 0; dm->blocks && l < m->n_layer; l++) free_block(c, m, &dm->blocks[l]);
     free(dm->blocks);
     free_linear(c, &dm->head);
     free_linear(c, &dm->tok_embd);
-    cuda_free(c, dm->pos_embd, sizeof(float) * (size_t)m->n_pos_rows * (size_t)m->d_model);
-    free_norm(c, &dm->final_norm, m->d_model);
+    cuda_free(c, dm->pos_embd, sizeof(float) * (size_t)m->n_pos_rows * (size_t)sb_model_embed_width(m));
+    free_norm(c, &dm->final_norm);
     free(dm);
 }
 
 extern "C" int sb_cuda_model_upload(sb_cuda_ctx *c, const sb_model *m, sb_cuda_model **out, sb_err *err) {
     *out = NULL;
+    if (m->vision || !m->tok_embd.fmt)
+        return sb_err_set(err, SB_EINPUT, "%s: image models run on the CPU backend only (no CUDA patch embedding yet)",
+                          m->path ? m->path : "the model");
+    if (m->reducer)
+        return sb_err_set(err, SB_EINPUT, "token reduction runs on the CPU backend only (not yet on CUDA)");
     sb_cuda_model *dm = (sb_cuda_model *)sb_calloc(err, 1, sizeof *dm);
     if (!dm) return SB_EINTERNAL;
     dm->ctx = c;
@@ -193,7 +203,7 @@ extern "C" int sb_cuda_model_upload(sb_cuda_ctx *c, const sb_model *m, sb_cuda_m
     if (!rc && !dm->blocks) rc = SB_EINTERNAL;
     if (!rc) rc = upload_embeddings(dm, err);
     for (int l = 0; !rc && l < m->n_layer; l++) rc = upload_block(dm, &dm->blocks[l], &m->blocks[l], err);
-    if (!rc) rc = upload_norm(dm, &dm->final_norm, &m->final_norm, m->d_model, err);
+    if (!rc) rc = upload_norm(dm, &dm->final_norm, &m->final_norm, m->head.cols, err);
     if (rc) {
         sb_cuda_model_free(dm);
         return sb_err_prefix(err, "uploading %s to cuda:%d", m->path ? m->path : "the model", c->device);

@@ -24,7 +24,7 @@ struct sb_cuda_session {
     float **k_cache, **v_cache;   /* per layer: [n_seq][max_ctx][nkv*hd] */
     int64_t *cache_floats;        /* per layer */
     /* scratch, R = n_seq * max_tokens rows */
-    float *x, *h, *o;             /* [R, d] */
+    float *x, *h, *o, *res;       /* [R, d] (res: the stream through a SliceGPT shortcut) */
     float *q, *att;               /* [R, qd] */
     float *k, *v;                 /* [R, kvd] */
     float *gate, *up;             /* [R, ff] */
@@ -36,6 +36,7 @@ struct sb_cuda_session {
     float *host_rows;             /* [R, max_cols] host copy for the observer, or NULL */
     sb_linear_observer observer;
     void *observer_user;
+    bool attention_capture;       /* an attention observer was set: refused here (forward.h's capture is CPU-only) */
 };
 
 /* ---- allocation ---- */
@@ -51,7 +52,8 @@ static buf_spec buffers(sb_cuda_session *s, int i) {
     int64_t R = (int64_t)s->n_seq * s->max_tokens, d = s->m->d_model, f = sizeof(float);
     buf_spec all[] = {
         {(void **)&s->x, R * d * f, "residual stream"}, {(void **)&s->h, R * d * f, "normed rows"},
-        {(void **)&s->o, R * d * f, "branch output"},   {(void **)&s->q, R * s->qd * f, "queries"},
+        {(void **)&s->o, R * d * f, "branch output"},   {(void **)&s->res, R * d * f, "shortcut output"},
+        {(void **)&s->q, R * s->qd * f, "queries"},
         {(void **)&s->att, R * s->qd * f, "attention output"}, {(void **)&s->k, R * s->kvd_max * f, "new keys"},
         {(void **)&s->v, R * s->kvd_max * f, "new values"},    {(void **)&s->gate, R * s->ff * f, "MLP gate"},
         {(void **)&s->up, R * s->ff * f, "MLP up"},
@@ -186,8 +188,9 @@ extern "C" void sb_cuda_session_set_observer(sb_cuda_session *s, sb_linear_obser
 
 static int norm(sb_cuda_session *s, const dev_norm *n, const float *in, float *out, int64_t rows, int width,
                 int64_t stride, sb_err *err) {
+    float div = (float)(n->mean_width > 0 ? n->mean_width : width); /* a sliced stream keeps its original divisor */
     return k_norm(in, out, n->weight, n->bias, rows, width, stride, s->m->norm_type == SB_NORM_LAYER, s->m->norm_eps,
-                  err);
+                  div, err);
 }
 
 /* A block's linear, shown to the observer first (its input copied to the host). */
@@ -236,11 +239,13 @@ static int attention_branch(sb_cuda_session *s, int layer, int n_tok, int64_t R,
     if (!rc) rc = store_kv(s, b, layer, n_tok, err);
     if (!rc) {
         attn_args a = {s->q, s->k_cache[layer], s->v_cache[layer], s->att, s->n_seq, n_tok, s->n_past, s->max_ctx,
-                       b->n_head, b->n_kv_head, hd, b->sliding_window, m->attn_scale, m->attn_softcap};
+                       b->n_head, b->n_kv_head, hd, b->sliding_window, m->attn_scale, m->attn_softcap,
+                       m->bidirectional};
         rc = k_attention(&a, err);
     }
     if (!rc) rc = block_linear(s, layer, &db->wo, &b->wo, s->att, R, s->o, err);
-    if (!rc && db->post_attn_norm.weight) rc = norm(s, &db->post_attn_norm, s->o, s->o, R, m->d_model, m->d_model, err);
+    int d_mid = (int)b->wo.rows;
+    if (!rc && db->post_attn_norm.weight) rc = norm(s, &db->post_attn_norm, s->o, s->o, R, d_mid, d_mid, err);
     return rc;
 }
 
@@ -259,25 +264,41 @@ static int mlp_branch(sb_cuda_session *s, int layer, const float *in, float *out
     }
     if (!rc) rc = k_activate(a, mul, R * b->w_up.rows, (int)m->act, err);
     if (!rc) rc = block_linear(s, layer, &db->w_down, &b->w_down, a, R, out, err);
-    if (!rc && db->post_mlp_norm.weight) rc = norm(s, &db->post_mlp_norm, out, out, R, m->d_model, m->d_model, err);
+    int d_out = (int)b->w_down.rows;
+    if (!rc && db->post_mlp_norm.weight) rc = norm(s, &db->post_mlp_norm, out, out, R, d_out, d_out, err);
     return rc;
 }
 
+/* x = x·Sᵀ through a SliceGPT shortcut, when the block has one. */
+static int through_shortcut(sb_cuda_session *s, int layer, const dev_linear *dsc, const sb_linear *sc, int64_t R,
+                            sb_err *err) {
+    if (!sc->fmt) return SB_OK;
+    int rc = block_linear(s, layer, dsc, sc, s->x, R, s->res, err);
+    if (rc) return rc;
+    return CUDA_OK(cudaMemcpyAsync(s->x, s->res, sizeof(float) * (size_t)(R * sc->rows), cudaMemcpyDeviceToDevice, 0),
+                   err);
+}
+
+/* The stream enters d_in wide, is d_mid wide between the branches and leaves
+ * w_down.rows wide (all d_model unless sliced), as in forward.c. */
 static int run_block(sb_cuda_session *s, int layer, int n_tok, int64_t R, sb_err *err) {
     const sb_model *m = s->m;
+    const sb_block *b = &m->blocks[layer];
     const dev_block *db = &s->dm->blocks[layer];
-    int64_t n = R * m->d_model;
-    int rc = norm(s, &db->attn_norm, s->x, s->h, R, m->d_model, m->d_model, err);
+    int d_in = (int)sb_block_width_in(b), d_mid = (int)sb_block_width_mid(b);
+    int rc = norm(s, &db->attn_norm, s->x, s->h, R, d_in, d_in, err);
     if (!rc) rc = attention_branch(s, layer, n_tok, R, err);
-    if (!rc) rc = k_add(s->x, s->o, n, err);
+    if (!rc) rc = through_shortcut(s, layer, &db->attn_shortcut, &b->attn_shortcut, R, err);
+    if (!rc) rc = k_add(s->x, s->o, R * d_mid, err);
     if (rc) return rc;
     if (m->parallel_residual) {
         rc = mlp_branch(s, layer, s->h, s->o, R, err);
-        return rc ? rc : k_add(s->x, s->o, n, err);
+        return rc ? rc : k_add(s->x, s->o, R * d_mid, err);
     }
-    rc = norm(s, &db->mlp_norm, s->x, s->h, R, m->d_model, m->d_model, err);
+    rc = norm(s, &db->mlp_norm, s->x, s->h, R, d_mid, d_mid, err);
     if (!rc) rc = mlp_branch(s, layer, s->h, s->o, R, err);
-    if (!rc) rc = k_add(s->x, s->o, n, err);
+    if (!rc) rc = through_shortcut(s, layer, &db->mlp_shortcut, &b->mlp_shortcut, R, err);
+    if (!rc) rc = k_add(s->x, s->o, R * b->w_down.rows, err);
     return rc;
 }
 
@@ -294,23 +315,18 @@ static int embed(sb_cuda_session *s, const int32_t *tokens, int n_tok, sb_err *e
                           m->n_pos_rows - m->pos_offset);
     int rc = CUDA_OK(cudaMemcpy(s->tokens, tokens, sizeof(int32_t) * (size_t)R, cudaMemcpyHostToDevice), err);
     if (rc) return rc;
-    return k_embed(&s->dm->tok_embd, s->tokens, R, m->d_model, m->embed_scale, s->dm->pos_embd, m->pos_offset,
-                   s->n_past, n_tok, s->x, err);
+    return k_embed(&s->dm->tok_embd, s->tokens, R, (int)sb_model_embed_width(m), m->embed_scale, s->dm->pos_embd,
+                   m->pos_offset, s->n_past, n_tok, s->x, err);
 }
 
-/* Final norm and head for the rows that want logits, a chunk of rows at a time. */
-static int head(sb_cuda_session *s, int n_tok, int logits_from, float *logits, sb_err *err) {
+/* logits[n_rows, V] of the head on normed rows h[n_rows, head.cols], a chunk at a time, to the host. */
+static int head_rows(sb_cuda_session *s, const float *h, int64_t rows, float *logits, sb_err *err) {
     const sb_model *m = s->m;
-    int n_out = n_tok - logits_from;
-    int64_t d = m->d_model, V = m->n_vocab;
+    int64_t d = m->head.cols, V = m->n_vocab;
     int rc = SB_OK;
-    for (int seq = 0; !rc && seq < s->n_seq; seq++)
-        rc = norm(s, &s->dm->final_norm, s->x + ((int64_t)seq * n_tok + logits_from) * d, s->h + (int64_t)seq * n_out * d,
-                  n_out, (int)d, d, err);
-    int64_t rows = (int64_t)s->n_seq * n_out;
     for (int64_t r0 = 0; !rc && r0 < rows; r0 += s->head_rows) {
         int64_t n = rows - r0 < s->head_rows ? rows - r0 : s->head_rows;
-        rc = dev_linear_forward(s->c, &s->dm->head, s->h + r0 * d, n, s->logits, &s->gs, err);
+        rc = dev_linear_forward(s->c, &s->dm->head, h + r0 * d, n, s->logits, &s->gs, err);
         if (!rc && m->final_softcap > 0) rc = k_softcap(s->logits, n * V, m->final_softcap, err);
         if (!rc)
             rc = CUDA_OK(cudaMemcpy(logits + r0 * V, s->logits, sizeof(float) * (size_t)(n * V), cudaMemcpyDeviceToHost),
@@ -319,7 +335,22 @@ static int head(sb_cuda_session *s, int n_tok, int logits_from, float *logits, s
     return rc;
 }
 
+/* Final norm and head for the rows that want logits, a chunk of rows at a time. */
+static int head(sb_cuda_session *s, int n_tok, int logits_from, float *logits, sb_err *err) {
+    const sb_model *m = s->m;
+    int n_out = n_tok - logits_from;
+    int64_t d = m->head.cols; /* the last block's output width */
+    int rc = SB_OK;
+    /* gather the rows that want logits, so the final norm and the head run on them alone */
+    for (int seq = 0; !rc && seq < s->n_seq; seq++)
+        rc = norm(s, &s->dm->final_norm, s->x + ((int64_t)seq * n_tok + logits_from) * d, s->h + (int64_t)seq * n_out * d,
+                  n_out, (int)d, d, err);
+    return rc ? rc : head_rows(s, s->h, (int64_t)s->n_seq * n_out, logits, err);
+}
+
 static int check_call(const sb_cuda_session *s, int n_tok, sb_err *err) {
+    if (s->attention_capture)
+        return sb_err_set(err, SB_EINPUT, "attention capture (token reduction, analysis) runs on the CPU backend only");
     if (n_tok <= 0 || n_tok > s->max_tokens)
         return sb_err_set(err, SB_EINPUT, "%d tokens per sequence in one call; this session takes 1 to %d", n_tok,
                           s->max_tokens);
@@ -363,7 +394,7 @@ extern "C" int sb_cuda_session_embed(sb_cuda_session *s, const int32_t *tokens, 
     int rc = check_call(s, n_tok, err);
     if (!rc) rc = embed(s, tokens, n_tok, err);
     if (rc) return rc;
-    size_t bytes = sizeof(float) * (size_t)((int64_t)s->n_seq * n_tok * s->m->d_model);
+    size_t bytes = sizeof(float) * (size_t)((int64_t)s->n_seq * n_tok * sb_model_embed_width(s->m));
     return CUDA_OK(cudaMemcpy(x_out, s->x, bytes, cudaMemcpyDeviceToHost), err);
 }
 
@@ -374,10 +405,27 @@ extern "C" int sb_cuda_session_forward_blocks(sb_cuda_session *s, const float *x
     if (layer0 < 0 || layer1 > s->m->n_layer || layer0 > layer1)
         return sb_err_set(err, SB_EINTERNAL, "block range [%d, %d) outside the model's %d blocks", layer0, layer1,
                           s->m->n_layer);
+    const sb_model *m = s->m;
     int64_t R = (int64_t)s->n_seq * n_tok;
-    size_t bytes = sizeof(float) * (size_t)(R * s->m->d_model);
-    rc = CUDA_OK(cudaMemcpy(s->x, x_in, bytes, cudaMemcpyHostToDevice), err);
+    /* the stream's width where it enters and leaves (blocks may narrow it) */
+    int64_t w_in = layer0 < m->n_layer ? sb_block_width_in(&m->blocks[layer0]) : m->head.cols;
+    int64_t w_out = layer1 > layer0 ? sb_block_width_out(&m->blocks[layer1 - 1], m->parallel_residual) : w_in;
+    rc = CUDA_OK(cudaMemcpy(s->x, x_in, sizeof(float) * (size_t)(R * w_in), cudaMemcpyHostToDevice), err);
     for (int l = layer0; !rc && l < layer1; l++) rc = run_block(s, l, n_tok, R, err);
-    if (!rc) rc = CUDA_OK(cudaMemcpy(x_out, s->x, bytes, cudaMemcpyDeviceToHost), err);
+    if (!rc) rc = CUDA_OK(cudaMemcpy(x_out, s->x, sizeof(float) * (size_t)(R * w_out), cudaMemcpyDeviceToHost), err);
     return rc;
 }
+
+extern "C" int sb_cuda_session_logits(sb_cuda_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err) {
+    const sb_model *m = s->m;
+    if (n_rows < 1 || n_rows > (int64_t)s->n_seq * s->max_tokens)
+        return sb_err_set(err, SB_EINTERNAL, "%lld rows for the head; this session takes 1 to %lld", (long long)n_rows,
+                          (long long)s->n_seq * s->max_tokens);
+    int64_t d = m->head.cols;
+    int rc = CUDA_OK(cudaSetDevice(s->c->device), err);
+    if (!rc) rc = CUDA_OK(cudaMemcpy(s->x, x, sizeof(float) * (size_t)(n_rows * d), cudaMemcpyHostToDevice), err);
+    if (!rc) rc = norm(s, &s->dm->final_norm, s->x, s->h, n_rows, (int)d, d, err);
+    return rc ? rc : head_rows(s, s->h, n_rows, logits, err);
+}
+
+extern "C" void sb_cuda_session_set_attention_capture(sb_cuda_session *s, bool on) { s->attention_capture = on; }

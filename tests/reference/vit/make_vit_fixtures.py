@@ -5,7 +5,7 @@ Run from the repository root:
 
     python3 tests/reference/vit/make_vit_fixtures.py
 
-For each model (vit, vit_bicubic_crop, deit, vit_shapes) writes tests/reference/vit/<name>/ with
+For each model (vit, vit_bicubic_crop, deit, vit_shapes, deit_distilled) writes tests/reference/vit/<name>/ with
 config.json, model.safetensors, preprocessor_config.json (what
 save_pretrained writes) and:
   image.rgb        the test image: raw HWC uint8 bytes (size in reference.json)
@@ -36,6 +36,7 @@ import transformers
 from transformers import (
     DeiTConfig,
     DeiTForImageClassification,
+    DeiTForImageClassificationWithTeacher,
     DeiTImageProcessor,
     ViTConfig,
     ViTForImageClassification,
@@ -151,6 +152,16 @@ def main():
                            crop_size={"height": 32, "width": 32})
     save("deit", m, p, test_image(6, 61, 50), "DeiTForImageClassification; bicubic 61x50 -> 36x36, crop 32")
     shapes_model()
+
+    # DeiT distilled ("WithTeacher", the facebook/deit-*-distilled checkpoints): logits are the
+    # mean of the class-token head and the distillation-token head.
+    torch.manual_seed(0)
+    m = DeiTForImageClassificationWithTeacher(dcfg)
+    reinit_(m, 9)
+    p = DeiTImageProcessor(size={"height": 36, "width": 36}, resample=PIL.Image.BICUBIC, do_center_crop=True,
+                           crop_size={"height": 32, "width": 32})
+    save("deit_distilled", m, p, test_image(10, 40, 44),
+         "DeiTForImageClassificationWithTeacher: (cls_classifier(cls) + distillation_classifier(dist)) / 2")
 
 
 SHAPES = ["circle", "square", "triangle", "ring", "dots", "hstripes", "vstripes", "checkerboard", "cross",
