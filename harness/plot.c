@@ -576,11 +576,21 @@ typedef struct bar_kind {
     bool retention;
 } bar_kind;
 
-/* The columns of a bar chart: at most MAX_SERIES, in report order. */
-static int chart_columns(const plot_ctx *c, const bar_kind *k, bar_chart *b, int *cols) {
+/* Whether any row of [first, end) has a value in column col. */
+static bool column_has_value(const plot_ctx *c, int col, int first, int end) {
+    for (int i = first; i < end; i++)
+        if (c->rep->rows[i].cells[col].state == SB_CELL_OK) return true;
+    return false;
+}
+
+/* The columns of a bar chart: at most MAX_SERIES, in report order. Columns
+ * this model has no value in (another model's tasks in a mixed sweep) are
+ * left out: an all-empty series makes gnuplot fail the whole histogram. */
+static int chart_columns(const plot_ctx *c, const bar_kind *k, bar_chart *b, int *cols, int first, int end) {
     int skipped = 0;
     for (int col = 0; col < c->rep->n_cols; col++) {
         bool wanted = k->filter ? k->filter(&c->rep->cols[col]) : c->quality[col];
+        if (wanted && !column_has_value(c, col, first, end)) continue;
         if (!wanted) continue;
         if (b->n_series == MAX_SERIES) { skipped++; continue; }
         cols[b->n_series] = col;
@@ -602,7 +612,7 @@ static int plot_column_bars(plot_ctx *c, const bar_kind *k, int first, int end, 
     snprintf(b->title, sizeof b->title, "%s: %s", model, k->title);
     snprintf(b->ylabel, sizeof b->ylabel, "%s", k->ylabel);
     snprintf(b->what, sizeof b->what, "%s of %s per method variant", k->title, model);
-    int dropped = rc == SB_OK ? chart_columns(c, k, b, cols) : 0;
+    int dropped = rc == SB_OK ? chart_columns(c, k, b, cols, first, end) : 0;
     if (dropped && c->notes) fprintf(c->notes, "slimbench: plot: %s: only the first %d metrics drawn\n", b->name, MAX_SERIES);
     bool no_dense = k->retention && !c->rep->relative_to[0];
     if (rc == SB_OK && !no_dense) rc = fill_from_columns(c, b, cols, first, end, k->retention, err);

@@ -57,9 +57,10 @@ else
 fi
 
 # --- 3. --fresh starts over: the same number of records, the same metrics
-# run id and metrics of every record but the speed runs (timings vary)
+# run id and metrics of every record but the speed runs (timings vary), and
+# without the image classifier's images/s (a timing too)
 metrics_of() {
-    grep -v '"task":{"name":"speed"' "$1" |
+    grep -v '"task":{"name":"speed"\|"task":{"name":"image-speed"' "$1" | sed 's/"images_per_s":{[^}]*}//' |
         awk -F'"metrics":' '{ split($2, a, "\"details\":"); match($1, /"run_id":"[0-9a-f]+"/);
                               print substr($1, RSTART, RLENGTH) " " a[1] }' | sort
 }
