@@ -2,11 +2,14 @@
 #   make                 build ./slimbench
 #   make test            build and run every test; ends with "N passed, N failed"
 #   make test SANITIZE=1 the same under AddressSanitizer + UBSan (separate build dir)
-#   make bench           engine speed benchmark (ratios against GEMM peak and memory bandwidth)
+#   make bench           engine speed benchmark (ratios against GEMM peak and memory bandwidth);
+#                        BENCH_FLAGS="--backend cuda" times the CUDA backend (bf16 1.2 B Llama, vs PyTorch)
 #   make demo            the built-in model through a compression sweep: leaderboard + plots in results/demo/
 #   make builtin-models  retrains datasets/builtin/ from the built-in corpus and shapes (a few minutes)
 #   make builtin-vit     retrains only the built-in ViT (datasets/builtin/vit-shapes)
 #   BLAS=openblas (default) or BLAS=blis selects the CBLAS implementation.
+#   CUDA=1 / CUDA=0      with / without the CUDA backend (default: with it when nvcc is
+#                        on the PATH or at /usr/local/cuda/bin); CUDA_ARCH sets -gencode.
 
 CC       ?= cc
 BLAS     ?= openblas
@@ -35,12 +38,31 @@ ifeq ($(MPI),1)
   MPI_SUFFIX := -mpi
 endif
 
+# The CUDA backend (harness/cuda/*.cu) goes into the same executable when nvcc is found.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
+ifeq ($(origin CUDA),undefined)
+  CUDA := $(if $(NVCC),1,0)
+endif
+ifeq ($(CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but no nvcc on the PATH or at /usr/local/cuda/bin; set NVCC=/path/to/nvcc)
+  endif
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  # A100 (sm_80) and H100/H200 (sm_90) as machine code, PTX for newer GPUs.
+  CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+  NVCCFLAGS = -std=c++17 -O2 -g $(CUDA_ARCH) -Iharness -DSB_CUDA -Werror all-warnings \
+              -Xcompiler -Wall,-Wextra,-Werror,-fPIC
+  CFLAGS += -DSB_CUDA
+  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+  CUDA_SUFFIX := -cuda
+endif
+
 ifeq ($(SANITIZE),1)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
-  BUILD := build/san-$(BLAS)$(MPI_SUFFIX)
+  BUILD := build/san-$(BLAS)$(MPI_SUFFIX)$(CUDA_SUFFIX)
 else
-  BUILD := build/$(BLAS)$(MPI_SUFFIX)
+  BUILD := build/$(BLAS)$(MPI_SUFFIX)$(CUDA_SUFFIX)
 endif
 
 .DEFAULT_GOAL := all
@@ -51,6 +73,10 @@ ifneq ($(MPI),1)
   LIB_SRC := $(filter-out harness/runner_mpi.c,$(LIB_SRC))
 endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(CUDA),1)
+  CUDA_SRC := $(wildcard harness/cuda/*.cu)
+  LIB_OBJ  += $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+endif
 # The plot templates plots/*.gp (the source of truth) are compiled into the binary
 # as C strings (plot.h), so `slimbench plot` works from any directory.
 PLOT_TEMPLATES := $(sort $(wildcard plots/*.gp))
@@ -92,6 +118,10 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
 $(BUILD)/tests/%: tests/%.c $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -111,7 +141,7 @@ test-mpi: slimbench $(PLUGIN_SO)
 slimbench-mpi: $(BUILD)/slimbench
 
 bench: slimbench
-	./slimbench bench
+	./slimbench bench $(BENCH_FLAGS)
 
 # The demo: sweep over datasets/builtin/ (resumes from results/demo/runs.jsonl; DEMO_FLAGS=--fresh restarts).
 demo: slimbench

@@ -1,14 +1,16 @@
 /* image_synth.c - "builtin:shapes[:train|valid|test]": a synthetic labelled
  * image set that needs no download, for tests, the demo and the built-in ViT.
  *
- * Ten classes of 32x32 RGB images: circle, square, triangle, ring, cross,
- * horizontal stripes, vertical stripes, checkerboard, dots, gradient.
+ * Ten classes of 32x32 RGB images (labels 0-9): circle, square, triangle,
+ * ring, dots, hstripes, vstripes, checkerboard, cross, gradient.
  * Each image has a random background (a colour with a faint gradient), a
  * random contrasting colour, random size, position and rotation, and
  * Gaussian pixel noise, so telling the classes apart takes more than one
  * pixel. Image i of a split depends only on (split, i): the generator is
  * seeded per image, so a limit gives a prefix of the full split and the
- * set is identical on every machine. The default split is test. */
+ * set is identical on every machine. Splits: train 50,000, valid 1,000,
+ * test 1,000 images (balanced: image i has class i mod 10). The default
+ * split is test. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +21,7 @@ enum { SIDE = 32, N_CLASSES = 10 };
 static const char *const class_names[N_CLASSES] = {"circle", "square", "triangle", "ring", "dots",
                                                    "hstripes", "vstripes", "checkerboard", "cross", "gradient"};
 static const char *const split_names[3] = {"train", "valid", "test"};
-static const int split_sizes[3] = {10000, 1000, 1000};
+static const int split_sizes[3] = {50000, 1000, 1000};
 #define SYNTH_SEED 0x5eed5a9e5ULL
 
 typedef struct rng { uint64_t s; } rng;

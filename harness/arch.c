@@ -73,7 +73,8 @@ static int build_block(sb_model *m, sb_tensor_store *st, const sb_arch_names *nm
 }
 
 int sb_arch_build(sb_model *m, sb_tensor_store *st, const sb_arch_names *nm, const sb_arch_shape *sh, sb_err *err) {
-    int rc = sb_store_take_linear(st, nm->tok_embd, NULL, m->n_vocab, m->d_model, &m->tok_embd, err);
+    /* image models have no token embedding (their patch embedding is the adapter's) */
+    int rc = nm->tok_embd ? sb_store_take_linear(st, nm->tok_embd, NULL, m->n_vocab, m->d_model, &m->tok_embd, err) : SB_OK;
     if (!rc && nm->pos_embd) {
         m->n_pos_rows = sh->pos_rows;
         rc = sb_store_take_matrix_f32(st, nm->pos_embd, sh->pos_rows, m->d_model, false, &m->pos_embd, err);

@@ -178,6 +178,7 @@ int sb_calib_draw(const sb_tokenizer *tok, const sb_calib_config *cfg, sb_calib_
 
 void sb_calib_set_free(sb_calib_set *set) {
     free(set->tokens);
+    free(set->hidden);
     free(set->path);
     memset(set, 0, sizeof *set);
 }
@@ -235,25 +236,58 @@ static void add_channel_stats(sb_linear_stats *st, const double *x, int64_t n_ro
         }
 }
 
-void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows) {
+/* H += add · chunkᵀ·chunk on the upper triangle, as a fixed grid of
+ * H_TILE x H_TILE tiles (one task each: dsyrk on the diagonal, dgemm
+ * above it).  Every tile's sums run in the same order whichever thread
+ * takes it, so H does not depend on the thread count. */
+enum { H_TILE = 128 };
+
+typedef struct syrk_job {
+    sb_linear_stats *st;
+    int64_t n_rows;
+    double add;
+    int tiles; /* per side */
+} syrk_job;
+
+static void syrk_tile(void *arg, int task, int worker) {
+    (void)worker;
+    const syrk_job *j = arg;
+    int ti = 0, tj = task; /* task -> (ti, tj), ti <= tj, row by row of the upper triangle */
+    while (tj >= j->tiles - ti) tj -= j->tiles - ti, ti++;
+    tj += ti;
+    int64_t c = j->st->cols, i0 = ti * (int64_t)H_TILE, j0 = tj * (int64_t)H_TILE;
+    int ni = (int)(c - i0 < H_TILE ? c - i0 : H_TILE), nj = (int)(c - j0 < H_TILE ? c - j0 : H_TILE);
+    const double *x = j->st->chunk;
+    double *h = j->st->h + i0 * c + j0;
+    if (ti == tj)
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ni, (int)j->n_rows, j->add, x + i0, (int)c, 1.0, h, (int)c);
+    else
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, nj, (int)j->n_rows, j->add, x + i0, (int)c, x + j0,
+                    (int)c, 1.0, h, (int)c);
+}
+
+void sb_linear_stats_add_pool(sb_linear_stats *st, const float *x, int64_t n_rows, sb_pool *pool) {
     int64_t c = st->cols;
     /* gptq: H *= n / (n + 1); n += 1; H += (2 / n) · Σ x xᵀ */
     double keep = (double)st->n_seqs / (double)(st->n_seqs + 1);
     st->n_seqs++;
     double add = 2.0 / (double)st->n_seqs;
     for (int64_t i = 0; i < c * c; i++) st->h[i] *= keep;
+    syrk_job job = {st, 0, add, (int)((c + H_TILE - 1) / H_TILE)};
     for (int64_t r0 = 0; r0 < n_rows; r0 += SB_STATS_CHUNK) {
         int64_t nr = n_rows - r0 < SB_STATS_CHUNK ? n_rows - r0 : SB_STATS_CHUNK;
         for (int64_t i = 0; i < nr * c; i++) st->chunk[i] = (double)x[r0 * c + i];
         add_channel_stats(st, st->chunk, nr);
-        /* upper triangle of H += add · chunkᵀ · chunk */
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)c, (int)nr, add, st->chunk, (int)c, 1.0, st->h, (int)c);
+        job.n_rows = nr;
+        sb_pool_run(pool, syrk_tile, &job, job.tiles * (job.tiles + 1) / 2);
     }
     for (int64_t i = 0; i < c; i++)
         for (int64_t j = i + 1; j < c; j++) st->h[j * c + i] = st->h[i * c + j];
     st->n_rows += n_rows;
     for (int64_t i = 0; i < c; i++) st->mean[i] = st->sum[i] / (double)st->n_rows;
 }
+
+void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows) { sb_linear_stats_add_pool(st, x, n_rows, NULL); }
 
 /* ---- block-by-block capture --------------------------------------------- */
 
@@ -266,6 +300,15 @@ struct sb_calib_run {
     int layer;
     sb_linear_stats *stats; /* while a block runs with statistics */
     int n_stats;
+    /* Linears fed the very same rows (q, k, v; gate, up) share one
+     * accumulation: mirror[i] = j when stats i received exactly what j did
+     * in every pass (-1: its own, -2: not seen yet); last_x holds the rows
+     * of the latest accumulated call, for the comparison. */
+    int *mirror;
+    float *last_x;
+    int64_t last_floats, last_cap;
+    int last;              /* stats index that accumulated last_x, or -1 */
+    bool share, mixed;     /* sharing on; a linear mirrored in some passes only */
 };
 
 /* Each sample's slot holds seq_len rows of up to d_model floats: a sliced
@@ -273,14 +316,50 @@ struct sb_calib_run {
 static int64_t sample_floats(const sb_calib_run *r) { return (int64_t)r->set->seq_len * r->m->d_model; }
 
 /* Observer: inputs of the current block's requested linears go to their statistics. */
+/* The stats index whose accumulation stats i's rows x[floats] repeat, or
+ * -1: the rows of the latest accumulated call, compared in full (a copy and a
+ * memcmp cost O(rows·cols), H costs O(rows·cols²)). */
+static int same_rows_as(const sb_calib_run *r, int i, const float *x, int64_t floats) {
+    if (r->last < 0 || floats != r->last_floats || r->stats[r->last].cols != r->stats[i].cols ||
+        memcmp(x, r->last_x, sizeof(float) * (size_t)floats))
+        return -1;
+    return r->mirror[r->last] >= 0 ? r->mirror[r->last] : r->last;
+}
+
+static void remember_rows(sb_calib_run *r, int i, const float *x, int64_t floats) {
+    if (floats > r->last_cap) {
+        float *grown = realloc(r->last_x, sizeof(float) * (size_t)floats);
+        if (!grown) { /* no comparison possible: the next linear accumulates its own */
+            r->last = -1;
+            return;
+        }
+        r->last_x = grown, r->last_cap = floats;
+    }
+    memcpy(r->last_x, x, sizeof(float) * (size_t)floats);
+    r->last_floats = floats, r->last = i;
+}
+
+/* Observer: inputs of the current block's requested linears go to their statistics. */
 static void observe(void *user, int layer, const sb_linear *w, const float *x, int64_t n_rows) {
     sb_calib_run *r = user;
     if (layer != r->layer) return;
-    for (int i = 0; i < r->n_stats; i++)
-        if (r->stats[i].target == w) sb_linear_stats_add(&r->stats[i], x, n_rows);
+    for (int i = 0; i < r->n_stats; i++) {
+        if (r->stats[i].target != w) continue;
+        int64_t floats = n_rows * r->stats[i].cols;
+        int twin = r->share ? same_rows_as(r, i, x, floats) : -1;
+        if (r->mirror[i] == -2) r->mirror[i] = twin;
+        if (r->mirror[i] != twin) r->mixed = true; /* sharing in some passes only: redone without it */
+        if (r->mirror[i] >= 0) continue;
+        sb_linear_stats_add_pool(&r->stats[i], x, n_rows, r->ctx ? r->ctx->pool : NULL);
+        if (r->share) remember_rows(r, i, x, floats);
+    }
 }
 
 static int embed_all(sb_calib_run *r, sb_err *err) {
+    if (r->set->hidden) { /* image samples arrive already embedded */
+        memcpy(r->in, r->set->hidden, sizeof(float) * (size_t)(r->set->n_samples * sample_floats(r)));
+        return SB_OK;
+    }
     for (int k = 0; k < r->set->n_samples; k++) {
         const int32_t *tokens = r->set->tokens + (int64_t)k * r->set->seq_len;
         int rc = sb_session_embed(r->session, tokens, r->set->seq_len, r->in + k * sample_floats(r), err);
@@ -314,6 +393,8 @@ void sb_calib_run_free(sb_calib_run *r) {
     sb_session_free(r->session);
     free(r->in);
     free(r->out);
+    free(r->mirror);
+    free(r->last_x);
     free(r);
 }
 
@@ -321,18 +402,53 @@ int sb_calib_run_layer(const sb_calib_run *r) { return r->layer; }
 const float *sb_calib_inputs(const sb_calib_run *r) { return r->in; }
 const float *sb_calib_outputs(const sb_calib_run *r) { return r->out; }
 
-int sb_calib_run_block(sb_calib_run *r, sb_linear_stats *stats, int n_stats, sb_err *err) {
-    if (r->layer >= r->m->n_layer) return sb_err_set(err, SB_EINTERNAL, "calibration ran past the last block");
-    r->stats = stats;
-    r->n_stats = n_stats;
+/* Statistics back to zero, as sb_linear_stats_init left them. */
+static void stats_clear(sb_linear_stats *st) {
+    size_t c = (size_t)st->cols;
+    memset(st->h, 0, sizeof(double) * c * c);
+    memset(st->mean, 0, sizeof(double) * c);
+    memset(st->absmax, 0, sizeof(double) * c);
+    memset(st->sum, 0, sizeof(double) * c);
+    st->n_seqs = st->n_rows = 0;
+}
+
+/* A mirrored linear gets a copy of its twin's statistics: the same bits it
+ * would have accumulated itself. */
+static void copy_stats(sb_linear_stats *dst, const sb_linear_stats *src) {
+    size_t c = (size_t)src->cols;
+    memcpy(dst->h, src->h, sizeof(double) * c * c);
+    memcpy(dst->mean, src->mean, sizeof(double) * c);
+    memcpy(dst->absmax, src->absmax, sizeof(double) * c);
+    memcpy(dst->sum, src->sum, sizeof(double) * c);
+    dst->n_seqs = src->n_seqs, dst->n_rows = src->n_rows;
+}
+
+static int run_samples(sb_calib_run *r, sb_linear_stats *stats, int n_stats, bool share, sb_err *err) {
+    r->stats = stats, r->n_stats = n_stats, r->share = share, r->mixed = false, r->last = -1;
+    for (int i = 0; i < n_stats; i++) r->mirror[i] = -2;
     int rc = SB_OK;
     for (int k = 0; !rc && k < r->set->n_samples; k++) {
         int64_t off = k * sample_floats(r);
+        r->last = -1; /* never share across samples */
         rc = sb_session_forward_blocks(r->session, r->in + off, r->set->seq_len, r->layer, r->layer + 1, r->out + off,
                                        err);
     }
-    r->stats = NULL;
-    r->n_stats = 0;
+    r->stats = NULL, r->n_stats = 0;
+    return rc;
+}
+
+int sb_calib_run_block(sb_calib_run *r, sb_linear_stats *stats, int n_stats, sb_err *err) {
+    if (r->layer >= r->m->n_layer) return sb_err_set(err, SB_EINTERNAL, "calibration ran past the last block");
+    free(r->mirror);
+    r->mirror = sb_malloc(err, sizeof(int) * (size_t)(n_stats > 0 ? n_stats : 1));
+    if (!r->mirror) return SB_EINTERNAL;
+    int rc = run_samples(r, stats, n_stats, true, err);
+    if (!rc && r->mixed) { /* never seen in practice; correct either way */
+        for (int i = 0; i < n_stats; i++) stats_clear(&stats[i]);
+        rc = run_samples(r, stats, n_stats, false, err);
+    }
+    for (int i = 0; !rc && i < n_stats; i++)
+        if (r->mirror[i] >= 0) copy_stats(&stats[i], &stats[r->mirror[i]]);
     return rc;
 }
 

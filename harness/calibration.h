@@ -53,7 +53,9 @@ typedef struct sb_calib_config {
 
 typedef struct sb_calib_set {
     int n_samples, seq_len;
-    int32_t *tokens;        /* [n_samples * seq_len] */
+    int32_t *tokens;        /* [n_samples * seq_len], or NULL when hidden is given */
+    float *hidden;          /* [n_samples][seq_len][d_model] block-0 inputs given directly (images:
+                             * patch-embedded hidden states, calibration_images.c), or NULL */
     char *path;
     char sampling[16];
     uint64_t data_hash;     /* FNV-1a 64 of the file */
@@ -67,6 +69,19 @@ int sb_calib_draw(const sb_tokenizer *tok, const sb_calib_config *cfg, sb_calib_
 void sb_calib_set_free(sb_calib_set *set);
 /* {"data": path, "data_hash": "fnv1a64:…", "sampling", "n_samples", "seq_len", "seed"}; NULL when out of memory. */
 cJSON *sb_calib_set_describe(const sb_calib_set *set);
+
+/* Image models: n_samples images of the image set at cfg->path (all when
+ * it has fewer), drawn by a partial Fisher-Yates shuffle driven by
+ * sb_py_random_randint seeded with cfg->seed (the first k of the shuffle,
+ * in draw order), each preprocessed as the checkpoint says and
+ * patch-embedded (class tokens and positions added): every sample is one
+ * image's n_prefix + n_patches tokens (cfg->seq_len is ignored).
+ * calibration_images.c. */
+struct sb_image_set;
+int sb_calib_draw_images(const sb_model *m, const sb_calib_config *cfg, sb_calib_set *out, sb_err *err);
+/* The same from images already in memory (tests; source names the set). */
+int sb_calib_from_images(const sb_model *m, const struct sb_image_set *images, const sb_calib_config *cfg,
+                         sb_calib_set *out, sb_err *err);
 
 /* Python's random module, for GPTQ's sampling: MT19937 seeded as
  * random.seed(seed) and random.randint(lo, hi). Exposed for tests. */
@@ -96,13 +111,16 @@ typedef struct sb_linear_stats {
     double *chunk;           /* [SB_STATS_CHUNK * cols] rows converted to float64 */
 } sb_linear_stats;
 
-enum { SB_STATS_CHUNK = 128 }; /* rows converted to float64 per product */
+enum { SB_STATS_CHUNK = 512 }; /* rows converted to float64 per product */
 
 /* Zeroed statistics for a linear with target->cols inputs. */
 int sb_linear_stats_init(sb_linear_stats *st, const sb_linear *target, sb_err *err);
 void sb_linear_stats_free(sb_linear_stats *st);
 /* Adds rows x[n_rows, cols] as one sequence (gptq's add_batch with a batch of one). */
 void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows);
+/* The same, with the products for H spread over pool's threads (NULL: the
+ * caller's); the result is bit for bit the same for any thread count. */
+void sb_linear_stats_add_pool(sb_linear_stats *st, const float *x, int64_t n_rows, sb_pool *pool);
 
 /* ---- block-by-block capture ------------------------------------------- */
 

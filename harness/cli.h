@@ -13,6 +13,7 @@ int sb_cmd_info(int argc, char **argv);
 int sb_cmd_logits(int argc, char **argv);
 int sb_cmd_tokenize(int argc, char **argv);
 int sb_cmd_bench(int argc, char **argv);
+int sb_cmd_bench_cuda(int argc, char **argv); /* bench --backend cuda[:N] */
 int sb_cmd_report(int argc, char **argv);
 int sb_cmd_compare(int argc, char **argv);
 int sb_cmd_merge(int argc, char **argv);

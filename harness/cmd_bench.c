@@ -70,7 +70,7 @@ static int int_flag(int argc, char **argv, const char *name, int dflt, int lo, i
 }
 
 static int parse_args(int argc, char **argv, bench_args *a, sb_err *err) {
-    static const char *const with_value[] = {"--seq", "--decode", "--reps", "--threads", "--layers", "--d-model",
+    static const char *const with_value[] = {"--backend", "--seq", "--decode", "--reps", "--threads", "--layers", "--d-model",
                                              "--heads", "--kv-heads", "--ff", "--vocab", "--formats", NULL};
     sb_random_shape *s = &a->shape;
     static const char *const switches[] = {"--quantize-head", NULL};
@@ -390,6 +390,8 @@ static int bench_formats(sb_model *m, sb_pool *pool, const bench_args *a, float 
 }
 
 int sb_cmd_bench(int argc, char **argv) {
+    const char *backend = sb_flag_value(argc, argv, "--backend");
+    if (backend && strcmp(backend, "cpu") != 0) return sb_cmd_bench_cuda(argc, argv); /* cmd_bench_cuda.c */
     sb_err err = {0};
     bench_args a = {0};
     if (parse_args(argc, argv, &a, &err)) return sb_cli_fail(&err);

@@ -71,7 +71,7 @@ static int run_sweep(const sb_sweep *s, const sb_runner_opts *o, sb_runner_summa
 
 int sb_cmd_run(int argc, char **argv) {
     sb_err err = {0};
-    static const char *const with_value[] = {"--out", "--shard", "--plugin", "--threads", NULL};
+    static const char *const with_value[] = {"--out", "--shard", "--plugin", "--threads", "--backend", NULL};
     static const char *const switches[] = {"--resume", "--quiet", NULL};
     if (argc < 1 || argv[0][0] == '-')
         return sb_err_set(&err, SB_EINPUT, "run needs a sweep config: slimbench run CONFIG.json [--out DIR] [--resume]"),
@@ -80,6 +80,11 @@ int sb_cmd_run(int argc, char **argv) {
     if (load_plugins(argc, argv, &err)) return sb_cli_fail(&err);
     sb_sweep s;
     if (sb_sweep_load(argv[0], &s, &err)) return sb_cli_fail(&err);
+    const char *backend = sb_flag_value(argc, argv, "--backend");
+    if (backend && sb_sweep_set_backend(&s, backend, &err)) {
+        sb_sweep_free(&s);
+        return sb_cli_fail(&err);
+    }
     char out[4096];
     const char *out_flag = sb_flag_value(argc, argv, "--out"), *threads = sb_flag_value(argc, argv, "--threads");
     snprintf(out, sizeof out, "%s", out_flag ? out_flag : "results");
@@ -107,7 +112,7 @@ static int collect_params(int argc, char **argv, const sb_param_spec *specs, int
     *method_kv = sb_calloc(err, (size_t)argc + 1, sizeof **method_kv);
     *n_task = *n_method = 0;
     if (!*task_kv || !*method_kv) return SB_EINTERNAL;
-    static const char *const own[] = {"--model", "--method", "--task", "--out", "--plugin", "--threads", "--seed", NULL};
+    static const char *const own[] = {"--model", "--method", "--task", "--out", "--plugin", "--threads", "--seed", "--backend", NULL};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool is_own = false;
@@ -175,6 +180,11 @@ int sb_cmd_eval(int argc, char **argv) {
     const char *seed = sb_flag_value(argc, argv, "--seed"), *threads = sb_flag_value(argc, argv, "--threads");
     if (sb_sweep_single(sb_flag_value(argc, argv, "--model"), &mv, &tv, seed ? strtoull(seed, NULL, 10) : 0, &s, &err))
         return sb_cli_fail(&err);
+    const char *backend = sb_flag_value(argc, argv, "--backend");
+    if (backend && sb_sweep_set_backend(&s, backend, &err)) {
+        sb_sweep_free(&s);
+        return sb_cli_fail(&err);
+    }
     const char *out = sb_flag_value(argc, argv, "--out");
     sb_runner_opts o = {.out_dir = out ? out : "results/eval", .resume = true, .shard_n = 1,
                         .quiet = sb_flag_present(argc, argv, "--quiet"), .threads = threads ? atoi(threads) : 0,

@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "mapped_file.h"
 #include "measure.h"
+#include "results.h"
 #include "vit_train.h"
 
 typedef struct {
@@ -279,9 +280,10 @@ static int train(int argc, char **argv, int threads, sb_err *err) {
     sb_pool *pool = NULL;
     int rc = read_config(config, &t.cfg, err);
     if (!rc && t.cfg.batch > 1024) rc = sb_err_set(err, SB_EINPUT, "%s: batch must be at most 1024", config);
+    if (!rc) rc = sb_make_dirs(out, err);   /* before the training, not after it */
     if (!rc) rc = load_sets(&t, argc, argv, err);
     if (!rc) rc = sb_pool_new(threads, &pool, err);
-    if (!rc) rc = sb_vit_new(&t.cfg.shape, (uint64_t)t.cfg.seed, t.cfg.batch, pool, &t.vm, err);
+    if (!rc) rc = sb_vit_model_new(&t.cfg.shape, (uint64_t)t.cfg.seed, t.cfg.batch, pool, &t.vm, err);
     if (!rc) rc = sb_adamw_init(&t.opt, &t.vm->opt, t.cfg.weight_decay, err);
     if (!rc && !(t.order = sb_malloc(err, sizeof(int) * (size_t)t.train->n_images))) rc = SB_EINTERNAL;
     for (int i = 0; !rc && i < t.train->n_images; i++) t.order[i] = i;
@@ -296,7 +298,7 @@ static int train(int argc, char **argv, int threads, sb_err *err) {
     cJSON_Delete(t.losses);
     cJSON_Delete(t.evals);
     sb_adamw_free(&t.opt);
-    sb_vit_free(t.vm);
+    sb_vit_model_free(t.vm);
     sb_pool_free(pool);
     free(t.order);
     sb_image_set_free(t.train);
@@ -317,7 +319,7 @@ static int eval_saved(const char *dir, const char *data, int threads, sb_err *er
     if (!rc) rc = evaluate(vm, set, &loss, &acc, err);
     if (!rc) printf("%s on %s: loss %.4f accuracy %.4f (%d images)\n", dir, set->source, loss, acc, set->n_images);
     sb_image_set_free(set);
-    sb_vit_free(vm);
+    sb_vit_model_free(vm);
     sb_pool_free(pool);
     return rc;
 }

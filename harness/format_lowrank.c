@@ -15,13 +15,19 @@ typedef struct {
 
 static const lowrank_payload *payload_of(const sb_linear *w) { return w->data; }
 
+void sb_lowrank_free_addon(void *owned) {
+    lowrank_payload *p = owned;
+    if (!p) return;
+    free(p->b);
+    free(p->a);
+    free(p);
+}
+
 static void lowrank_free_owned(void *owned) {
     lowrank_payload *p = owned;
     if (!p) return;
     sb_linear_free(&p->inner);
-    free(p->b);
-    free(p->a);
-    free(p);
+    sb_lowrank_free_addon(p);
 }
 
 /* dst[n_rows, cols] = W_c rows + B rows · A. */

@@ -10,8 +10,9 @@
  * Ownership: the wrapped linear's payload owns a heap copy of W_c's struct
  * (and so W_c's payload) and both factors; sb_linear_free frees the whole
  * tree (through sb_linear.free_owned).  W_c's bias moves to the wrapper.
- * Wrap only payloads the caller allocated: a model's original payload
- * belongs to the runner's snapshot, which would then free it twice. */
+ * The runner's snapshots know that W_c may be older than the add-on (a
+ * model's original payload, or an earlier step's): they free the add-on
+ * with sb_lowrank_free_addon and W_c only if they do not own it. */
 #ifndef SB_FORMAT_LOWRANK_H
 #define SB_FORMAT_LOWRANK_H
 
@@ -25,6 +26,10 @@ extern const sb_format sb_format_lowrank;
  * A [rank, cols].  out may equal inner_moved.  SB_EINPUT when inner is
  * absent or rank is not in [1, min(rows, cols)]. */
 int sb_lowrank_wrap(sb_linear *inner_moved, int rank, const float *B, const float *A, sb_linear *out, sb_err *err);
+
+/* Frees an add-on's payload (w->owned of a low-rank linear) and its
+ * factors but not W_c, for a caller that frees W_c on its own terms. */
+void sb_lowrank_free_addon(void *owned);
 
 /* The compressed linear under the add-on, or NULL when w is not low-rank. */
 const sb_linear *sb_lowrank_inner(const sb_linear *w);

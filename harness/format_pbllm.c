@@ -95,14 +95,21 @@ static float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Σ over salient positions of (q - zero8)·x, walking the set mask bits. */
+/* Σ over salient positions of (q - zero8)·x, walking the set mask bits:
+ * Σ q·x - zero8·Σ x, two sums per kind so that no chain of dependent adds
+ * sets the pace. */
 static float salient_dot(const pbllm_header *h, int64_t r, const float *x) {
     const uint64_t *mask = mask_words(h, r);
     const uint8_t *codes = row_codes(h, r);
-    float z8 = f16_at(h, h->zero8_off, r), sum = 0;
+    float qx[2] = {0, 0}, xs[2] = {0, 0};
+    int t = 0;
     for (int64_t k = 0; k < h->row_words; k++)
-        for (uint64_t m = mask[k]; m; m &= m - 1) sum += ((float)*codes++ - z8) * x[k * 64 + __builtin_ctzll(m)];
-    return sum;
+        for (uint64_t m = mask[k]; m; m &= m - 1, t ^= 1) {
+            float v = x[k * 64 + __builtin_ctzll(m)];
+            qx[t] += (float)*codes++ * v;
+            xs[t] += v;
+        }
+    return (qx[0] + qx[1]) - f16_at(h, h->zero8_off, r) * (xs[0] + xs[1]);
 }
 
 /* y[r] for one token: per group 2·alpha·P + (mu - alpha)·N kept as vectors
@@ -115,12 +122,23 @@ static float row_dot(const pbllm_header *h, int64_t r, const float *x) {
     __m256 acc = _mm256_setzero_ps();
     int64_t bytes_per_group = h->group_size / 8, byte = 0;
     for (int g = 0; g < h->n_groups; g++) {
-        __m256 p = _mm256_setzero_ps(), n = _mm256_setzero_ps();
-        for (int64_t k = 0; k < bytes_per_group; k++, byte++) {
-            __m256 xv = _mm256_loadu_ps(x + byte * 8);
-            p = _mm256_add_ps(p, _mm256_and_ps(xv, lanes_of_byte(signs[byte])));
-            n = _mm256_add_ps(n, _mm256_andnot_ps(lanes_of_byte(mask[byte]), xv));
+        /* two sets of sums, even and odd bytes, to keep two add chains in flight */
+        __m256 p = _mm256_setzero_ps(), n = _mm256_setzero_ps(), p1 = _mm256_setzero_ps(), n1 = _mm256_setzero_ps();
+        int64_t k = 0;
+        for (; k + 2 <= bytes_per_group; k += 2, byte += 2) {
+            __m256 x0 = _mm256_loadu_ps(x + byte * 8), x1 = _mm256_loadu_ps(x + byte * 8 + 8);
+            p = _mm256_add_ps(p, _mm256_and_ps(x0, lanes_of_byte(signs[byte])));
+            n = _mm256_add_ps(n, _mm256_andnot_ps(lanes_of_byte(mask[byte]), x0));
+            p1 = _mm256_add_ps(p1, _mm256_and_ps(x1, lanes_of_byte(signs[byte + 1])));
+            n1 = _mm256_add_ps(n1, _mm256_andnot_ps(lanes_of_byte(mask[byte + 1]), x1));
         }
+        if (k < bytes_per_group) {
+            __m256 x0 = _mm256_loadu_ps(x + byte * 8);
+            p = _mm256_add_ps(p, _mm256_and_ps(x0, lanes_of_byte(signs[byte])));
+            n = _mm256_add_ps(n, _mm256_andnot_ps(lanes_of_byte(mask[byte]), x0));
+            byte++;
+        }
+        p = _mm256_add_ps(p, p1), n = _mm256_add_ps(n, n1);
         float a = sb_f16_to_f32(alpha[g]), m = sb_f16_to_f32(mu[g]);
         acc = _mm256_fmadd_ps(p, _mm256_set1_ps(2 * a), acc);
         acc = _mm256_fmadd_ps(n, _mm256_set1_ps(m - a), acc);

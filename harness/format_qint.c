@@ -366,36 +366,6 @@ static float lanes_row_2(const fused_job *j, int64_t r) { return lanes_row_1(j, 
 static float lanes_row_3(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 3); }
 static float lanes_row_4(const fused_job *j, int64_t r) { return lanes_row_1(j, r, 4); }
 
-/* One token, every group 1 bit (binarized groups; 1-bit layers always store
- * zeros): Σ_j q_j·x_j is the sum of x where the bit is set, so each byte of
- * codes becomes an 8-lane mask by a compare against the lane's bit and the
- * sum needs no integer-to-float conversion. */
-static float bits_row_1(const fused_job *j, int64_t r) {
-    const qint_header *h = j->h;
-    const uint8_t *p = row_codes(h, r);
-    const uint16_t *scales = (const uint16_t *)(base_of(h) + h->scales_off) + r * h->n_groups;
-    const uint16_t *zeros = (const uint16_t *)(base_of(h) + h->zeros_off) + r * h->n_groups;
-    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const float *x = j->x;
-    __m256 acc = _mm256_setzero_ps();
-    for (int g = 0; g < h->n_groups; g++) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        int64_t k = 0;
-        for (; k + 16 <= h->group_size; k += 16, p += 2, x += 16) {
-            __m256i m0 = _mm256_and_si256(_mm256_set1_epi32(p[0]), bit), m1 = _mm256_and_si256(_mm256_set1_epi32(p[1]), bit);
-            a0 = _mm256_add_ps(a0, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m0, bit)), _mm256_loadu_ps(x)));
-            a1 = _mm256_add_ps(a1, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m1, bit)), _mm256_loadu_ps(x + 8)));
-        }
-        if (k < h->group_size) { /* a group of 8 mod 16 */
-            __m256i m0 = _mm256_and_si256(_mm256_set1_epi32(p[0]), bit);
-            a0 = _mm256_add_ps(a0, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m0, bit)), _mm256_loadu_ps(x)));
-            p += 1, x += 8;
-        }
-        acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(scale_value(scales[g])), acc);
-    }
-    return hsum(acc) - zero_terms_of(scales, zeros, 0, j->xsum, h->n_groups);
-}
-
 static float uniform_row_le4(const fused_job *j, int64_t r) {
     return uniform_row_1(j->h, r, j->x, j->xsum, &j->units[j->h->bits], KIND_LE4);
 }
@@ -485,7 +455,6 @@ static void choose_row_kernel(fused_job *j, sb_matmul_ctx *ctx) {
         j->xperm = xperm;
         j->row_1 = h->bits == 2 ? lanes_row_2 : h->bits == 3 ? lanes_row_3 : lanes_row_4;
     }
-    if (h->bits == 1) j->row_1 = bits_row_1; /* groups are a multiple of 8 here (simd_ok) */
 }
 
 static void fused_matmul(const qint_header *h, const float *x, int64_t n_tok, float *y, sb_matmul_ctx *ctx) {
@@ -675,4 +644,12 @@ float sb_qint_scale_at(const sb_linear *w, int64_t row, int group) { return scal
 float sb_qint_zero_at(const sb_linear *w, int64_t row, int group) {
     const qint_header *h = header_of(w);
     return zero_of(h, row, group, width_of(h, row, group));
+}
+
+bool sb_qint_layout_of(const sb_linear *w, sb_qint_layout *out) {
+    if (w->fmt != &sb_format_qint) return false;
+    const qint_header *h = header_of(w);
+    *out = (sb_qint_layout){h->rows, h->cols, h->row_words, h->group_size, h->n_groups, h->bits, h->symmetric,
+                            h->codes_off, h->row_off_off, h->scales_off, h->zeros_off, h->group_bits_off, h->end_off};
+    return true;
 }

@@ -92,4 +92,15 @@ int sb_qint_bits_at(const sb_linear *w, int64_t row, int group);
 float sb_qint_scale_at(const sb_linear *w, int64_t row, int group);  /* the stored f16 value, widened */
 float sb_qint_zero_at(const sb_linear *w, int64_t row, int group);   /* stored or implied */
 
+/* Where the arrays of the payload lie (byte offsets from w->data; 0 for an
+ * absent array), for a device backend that copies the payload as it is and
+ * reads it in place. */
+typedef struct sb_qint_layout {
+    int64_t rows, cols, row_words;   /* row_words: uniform widths only */
+    int group_size, n_groups, bits, symmetric;
+    uint64_t codes_off, row_off_off, scales_off, zeros_off, group_bits_off, total_bytes;
+} sb_qint_layout;
+
+bool sb_qint_layout_of(const sb_linear *w, sb_qint_layout *out);
+
 #endif

@@ -389,3 +389,13 @@ bool sb_sparse_nm_of(const sb_linear *w, int *n, int *m) {
     *m = header_of(w)->m;
     return true;
 }
+
+bool sb_sparse_layout_of(const sb_linear *w, sb_sparse_layout *out) {
+    if (w->fmt != &sb_format_csr && w->fmt != &sb_format_nm) return false;
+    const sparse_header *h = header_of(w);
+    bool nm = h->kind == KIND_NM;
+    uint64_t end = nm ? h->index_off + (uint64_t)w->rows * h->pos_row_bytes : h->index_off + h->stored * (uint64_t)h->index_bytes;
+    *out = (sb_sparse_layout){nm, h->index_bytes, h->n, h->m, h->pos_bits, h->stored, h->row_ptr_off, h->values_off,
+                              h->index_off, h->pos_row_bytes, end};
+    return true;
+}

@@ -70,4 +70,16 @@ bool sb_sparse_stored_values(const sb_linear *w, uint64_t *out);
 /* n and m of an n:m linear; false when w is not one. */
 bool sb_sparse_nm_of(const sb_linear *w, int *n, int *m);
 
+/* Where the arrays of a csr or n:m payload lie (byte offsets from w->data),
+ * for a device backend that copies the payload as it is and reads it in
+ * place; total_bytes covers every array. False when w is neither. */
+typedef struct sb_sparse_layout {
+    bool nm;                  /* n:m, else csr */
+    int index_bytes;          /* csr: 2 or 4 */
+    int n, m, pos_bits;       /* n:m */
+    uint64_t stored, row_ptr_off, values_off, index_off, pos_row_bytes, total_bytes;
+} sb_sparse_layout;
+
+bool sb_sparse_layout_of(const sb_linear *w, sb_sparse_layout *out);
+
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_cuda.h"
 #include "blas.h"
 #include "forward.h"
 #include "vec.h"
@@ -36,6 +37,9 @@ struct sb_session {
     sb_matmul_ctx mm;
     sb_linear_observer observer; /* sees the input of every block linear, or NULL */
     void *observer_user;
+    sb_attention_observer attn_observer; /* sees every attention row after softmax, or NULL */
+    void *attn_observer_user;
+    sb_cuda_session *cuda;       /* non-NULL: every call runs there instead (backend_cuda.h) */
 };
 
 /* ---- element-wise helpers run in the pool over rows ---------------------- */
@@ -159,8 +163,16 @@ static void rope_task(void *arg, int task, int worker) {
 
 /* ---- attention ----------------------------------------------------------- */
 
-/* Key positions a query at position p may see: [lo, p]. */
+/* Key positions a query at position p may see: [lo, p] when causal; an
+ * encoder (bidirectional) sees every position of the call, [0, end). */
 static int first_visible(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
+static int last_visible(const sb_session *s, int p, int n_tok) { return s->m->bidirectional ? s->n_past + n_tok - 1 : p; }
+
+/* The capture hook: hands one softmaxed row to the attention observer. */
+static void capture_row(const sb_session *s, int layer, int seq, int head, int t, const float *probs, int key0,
+                        int n_keys) {
+    if (s->attn_observer) s->attn_observer(s->attn_observer_user, layer, seq, head, t, probs, key0, n_keys);
+}
 
 static float cap_score(float v, float cap) { return cap > 0 ? cap * tanhf(v / cap) : v; }
 
@@ -178,23 +190,25 @@ static void attn_dot_task(void *arg, int task, int worker) {
     int hd = b->head_dim, nh = b->n_head, kvd = b->n_kv_head * hd;
     int t = task % j->n_tok, h = (task / j->n_tok) % nh, seq = task / (j->n_tok * nh);
     int kvh = h / (nh / b->n_kv_head);
-    int p = s->n_past + t, lo = first_visible(p, b->sliding_window);
+    int p = s->n_past + t, lo = first_visible(p, b->sliding_window), hi = last_visible(s, p, j->n_tok);
     int64_t row = (int64_t)seq * j->n_tok + t;
     const float *q = s->q + row * nh * hd + h * hd;
     const float *K = s->k_cache[j->layer] + (int64_t)seq * s->max_ctx * kvd + kvh * hd;
     const float *V = s->v_cache[j->layer] + (int64_t)seq * s->max_ctx * kvd + kvh * hd;
     float *sc = s->scores + (int64_t)worker * s->max_ctx;
-    for (int k = lo; k <= p; k++) sc[k - lo] = cap_score(sb_vec_dot(q, K + (int64_t)k * kvd, hd) * s->m->attn_scale, s->m->attn_softcap);
-    sb_vec_softmax(sc, p - lo + 1);
+    for (int k = lo; k <= hi; k++) sc[k - lo] = cap_score(sb_vec_dot(q, K + (int64_t)k * kvd, hd) * s->m->attn_scale, s->m->attn_softcap);
+    sb_vec_softmax(sc, hi - lo + 1);
+    capture_row(s, j->layer, seq, h, t, sc, lo, hi - lo + 1);
     float *out = s->att + row * nh * hd + h * hd;
     memset(out, 0, sizeof(float) * (size_t)hd);
-    for (int k = lo; k <= p; k++) sb_vec_axpy(out, sc[k - lo], V + (int64_t)k * kvd, hd);
+    for (int k = lo; k <= hi; k++) sb_vec_axpy(out, sc[k - lo], V + (int64_t)k * kvd, hd);
 }
 
 /* Row i of scores (query position p0 + i) over keys [key_lo, key_lo + n_keys):
  * scale, cap, mask what the query may not see, softmax. */
-static void softmax_scores_row(const sb_session *s, const sb_block *b, float *row, int n_keys, int key_lo, int p) {
-    int lo = first_visible(p, b->sliding_window) - key_lo, hi = p - key_lo; /* visible columns [lo, hi] */
+static void softmax_scores_row(const sb_session *s, const sb_block *b, float *row, int n_keys, int key_lo, int p,
+                               int n_tok) {
+    int lo = first_visible(p, b->sliding_window) - key_lo, hi = last_visible(s, p, n_tok) - key_lo; /* visible [lo, hi] */
     for (int k = 0; k < lo; k++) row[k] = 0;
     for (int k = lo; k <= hi; k++) row[k] = cap_score(row[k] * s->m->attn_scale, s->m->attn_softcap);
     sb_vec_softmax(row + lo, hi - lo + 1);
@@ -213,7 +227,7 @@ static void attn_gemm_task(void *arg, int task, int worker) {
     int blk = task % n_blocks, h = (task / n_blocks) % nh, seq = task / (n_blocks * nh);
     int kvh = h / (nh / b->n_kv_head);
     int t0 = blk * QUERY_BLOCK, nq = j->n_tok - t0 < QUERY_BLOCK ? j->n_tok - t0 : QUERY_BLOCK;
-    int p0 = s->n_past + t0, p1 = p0 + nq - 1;
+    int p0 = s->n_past + t0, p1 = last_visible(s, p0 + nq - 1, j->n_tok);
     int lo = first_visible(p0, b->sliding_window), n_keys = p1 - lo + 1;
     const float *K = s->k_cache[j->layer] + ((int64_t)seq * s->max_ctx + lo) * kvd + kvh * hd;
     const float *V = s->v_cache[j->layer] + ((int64_t)seq * s->max_ctx + lo) * kvd + kvh * hd;
@@ -221,7 +235,10 @@ static void attn_gemm_task(void *arg, int task, int worker) {
     float *scores = s->scores + (int64_t)worker * QUERY_BLOCK * s->max_ctx;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n_keys, hd, 1.0f, s->q + row0 * nh * hd + h * hd, nh * hd,
                 K, kvd, 0.0f, scores, n_keys);
-    for (int i = 0; i < nq; i++) softmax_scores_row(s, b, scores + (int64_t)i * n_keys, n_keys, lo, p0 + i);
+    for (int i = 0; i < nq; i++) {
+        softmax_scores_row(s, b, scores + (int64_t)i * n_keys, n_keys, lo, p0 + i, j->n_tok);
+        capture_row(s, j->layer, seq, h, t0 + i, scores + (int64_t)i * n_keys, lo, n_keys);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, n_keys, 1.0f, scores, n_keys, V, kvd, 0.0f,
                 s->att + row0 * nh * hd + h * hd, nh * hd);
 }
@@ -328,6 +345,8 @@ static void run_block(sb_session *s, int layer, int n_tok, int64_t R) {
 
 static int embed(sb_session *s, const int32_t *tokens, int n_tok, sb_err *err) {
     const sb_model *m = s->m;
+    if (!m->tok_embd.fmt) /* image models embed patches (vit.c), not tokens */
+        return sb_err_set(err, SB_EINPUT, "%s has no token embedding (an image model: use the image tasks)", m->path);
     int64_t d = sb_model_embed_width(m);
     for (int64_t r = 0; r < (int64_t)s->n_seq * n_tok; r++) {
         int32_t id = tokens[r];
@@ -375,6 +394,7 @@ static int check_call(const sb_session *s, int n_tok, sb_err *err) {
 
 int sb_session_forward(sb_session *s, const int32_t *tokens, int n_tok, int logits_from, float *logits,
                        sb_err *err) {
+    if (s->cuda) return sb_cuda_session_forward(s->cuda, tokens, n_tok, logits_from, logits, err);
     int rc = check_call(s, n_tok, err);
     if (rc) return rc;
     if (logits_from < 0 || logits_from > n_tok || (logits_from < n_tok && !logits))
@@ -392,6 +412,7 @@ int sb_session_forward(sb_session *s, const int32_t *tokens, int n_tok, int logi
 /* ---- pieces of the pass, for calibration -------------------------------- */
 
 int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_out, sb_err *err) {
+    if (s->cuda) return sb_cuda_session_embed(s->cuda, tokens, n_tok, x_out, err);
     int rc = check_call(s, n_tok, err);
     if (!rc) rc = embed(s, tokens, n_tok, err);
     if (rc) return rc;
@@ -401,6 +422,7 @@ int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_o
 
 int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int layer0, int layer1, float *x_out,
                               sb_err *err) {
+    if (s->cuda) return sb_cuda_session_forward_blocks(s->cuda, x_in, n_tok, layer0, layer1, x_out, err);
     int rc = check_call(s, n_tok, err);
     if (rc) return rc;
     if (layer0 < 0 || layer1 > s->m->n_layer || layer0 > layer1)
@@ -419,6 +441,7 @@ int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int l
 }
 
 int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err) {
+    if (s->cuda) return sb_cuda_session_logits(s->cuda, x, n_rows, logits, err);
     const sb_model *m = s->m;
     if (n_rows < 1 || n_rows > (int64_t)s->n_seq * s->max_tokens)
         return sb_err_set(err, SB_EINTERNAL, "%lld rows for the head; this session takes 1 to %lld", (long long)n_rows,
@@ -431,8 +454,15 @@ int sb_session_logits(sb_session *s, const float *x, int64_t n_rows, float *logi
 }
 
 void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user) {
+    if (s->cuda) sb_cuda_session_set_observer(s->cuda, fn, user);
     s->observer = fn;
     s->observer_user = user;
+}
+
+void sb_session_set_attention_observer(sb_session *s, sb_attention_observer fn, void *user) {
+    if (s->cuda) sb_cuda_session_set_attention_capture(s->cuda, fn != NULL);
+    s->attn_observer = fn;
+    s->attn_observer_user = user;
 }
 
 /* ---- session lifetime ---------------------------------------------------- */
@@ -447,6 +477,15 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
     sb_session *s = sb_calloc(err, 1, sizeof *s);
     if (!s) return SB_EINTERNAL;
     s->m = m;
+    if (m->device) { /* the model's weights are on a CUDA device: the session runs there */
+        /* the CUDA kernels are causal only: an encoder would silently compute another model */
+        int rc = m->bidirectional ? sb_err_set(err, SB_EINPUT, "%s: bidirectional (ViT) attention is CPU-only for now",
+                                               m->path)
+                                  : sb_cuda_session_new(m, n_seq, max_ctx, max_tokens, &s->cuda, err);
+        if (rc) free(s);
+        else *out = s;
+        return rc;
+    }
     s->pool = pool;
     s->n_seq = n_seq;
     s->max_ctx = max_ctx;
@@ -499,6 +538,7 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
 
 void sb_session_free(sb_session *s) {
     if (!s) return;
+    sb_cuda_session_free(s->cuda);
     for (int l = 0; l < s->m->n_layer; l++) {
         if (s->k_cache) free(s->k_cache[l]);
         if (s->v_cache) free(s->v_cache[l]);
@@ -511,11 +551,15 @@ void sb_session_free(sb_session *s) {
     free(s);
 }
 
-void sb_session_reset(sb_session *s) { s->n_past = 0; }
+void sb_session_reset(sb_session *s) {
+    if (s->cuda) sb_cuda_session_reset(s->cuda);
+    s->n_past = 0;
+}
 
-int sb_session_n_past(const sb_session *s) { return s->n_past; }
+int sb_session_n_past(const sb_session *s) { return s->cuda ? sb_cuda_session_n_past(s->cuda) : s->n_past; }
 
 int sb_session_truncate(sb_session *s, int n_past, sb_err *err) {
+    if (s->cuda) return sb_cuda_session_truncate(s->cuda, n_past, err);
     if (n_past < 0 || n_past > s->n_past)
         return sb_err_set(err, SB_EINTERNAL, "cannot truncate a %d-position session to %d", s->n_past, n_past);
     s->n_past = n_past; /* later calls overwrite the cache from here */

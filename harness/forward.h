@@ -60,4 +60,15 @@ typedef void (*sb_linear_observer)(void *user, int layer, const sb_linear *w, co
 /* fn NULL: no observer (the default). */
 void sb_session_set_observer(sb_session *s, sb_linear_observer fn, void *user);
 
+/* ---- attention capture (token reduction, analysis) ------------------------
+ * Called after the softmax of every attention row: probs[k] is the weight
+ * query token t (of sequence seq, head `head`, block `layer`) gives key
+ * position key0 + k, for k < n_keys (masked keys are 0).  Runs on the
+ * pool's workers concurrently, one call per (seq, head, t): the observer
+ * may only write memory that triple owns, and must not keep probs. */
+typedef void (*sb_attention_observer)(void *user, int layer, int seq, int head, int t, const float *probs, int key0,
+                                      int n_keys);
+/* fn NULL: no capture (the default; costs one branch per row). */
+void sb_session_set_attention_observer(sb_session *s, sb_attention_observer fn, void *user);
+
 #endif

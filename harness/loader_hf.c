@@ -12,6 +12,7 @@
 #include "arch.h"
 #include "hf_config.h"
 #include "tokenizer.h"
+#include "vision.h"
 
 typedef struct {
     sb_hf_config *cfg;
@@ -449,6 +450,10 @@ int sb_load_hf(const char *dir, sb_model *m, sb_err *err) {
     rc = sb_hf_string(&cfg, "model_type", true, NULL, &type, err);
     for (size_t i = 0; !rc && i < sizeof adapters / sizeof adapters[0]; i++)
         if (strcmp(type, adapters[i].model_type) == 0) ad = &adapters[i];
+    if (!rc && (strcmp(type, "vit") == 0 || strcmp(type, "deit") == 0)) {
+        sb_hf_config_close(&cfg); /* image classifiers: loader_vit.c */
+        return sb_load_vit(dir, m, err);
+    }
     if (!rc && !ad) rc = sb_err_set(err, SB_EINPUT, "%s: model_type '%s' is not supported", path, type);
     if (!rc && strcmp(type, "gemma3") == 0) {
         /* multimodal Gemma 3 folders nest the text model's config */

@@ -15,8 +15,8 @@ static const command commands[] = {
     {"info", sb_cmd_info, "info --model PATH            architecture, sizes and tensor formats of a model"},
     {"logits", sb_cmd_logits, "logits --model PATH (--tokens 1,2,3 | --text S) [--top K] [--no-bos]"},
     {"tokenize", sb_cmd_tokenize, "tokenize --model PATH (--text S | --file F) [--no-bos]"},
-    {"run", sb_cmd_run, "run CONFIG.json [--out DIR] [--resume] [--shard K/N] [--plugin X.so] [--quiet]"},
-    {"eval", sb_cmd_eval, "eval --model PATH --task NAME [--method NAME] [--TASK-PARAM V ...] [--method-param K=V]"},
+    {"run", sb_cmd_run, "run CONFIG.json [--out DIR] [--resume] [--shard K/N] [--backend cpu|cuda[:N]] [--plugin X.so] [--quiet]"},
+    {"eval", sb_cmd_eval, "eval --model PATH --task NAME [--method NAME] [--backend cpu|cuda[:N]] [--TASK-PARAM V ...] [--method-param K=V]"},
     {"list", sb_cmd_list, "list [methods|tasks|archs|formats|backends] [--json] [--plugin X.so]"},
     {"report", sb_cmd_report, "report DIR [--format md|csv|html|json] [--group-by KEY] [--metrics m1,m2] [--relative-to METHOD] [--out FILE]"},
     {"compare", sb_cmd_compare, "compare CURRENT BASELINE [--tolerance METRIC=REL ...] [--default-tolerance REL] [--ignore METRIC ...] [--junit FILE]"},
@@ -25,7 +25,7 @@ static const command commands[] = {
     {"train", sb_cmd_train, "train --config F.json --data FILE --tokenizer DIR_OR_JSON --out DIR [--valid FILE] [--dtype f32|bf16]"},
     {"train-vit", sb_cmd_train_vit, "train-vit --config F.json --out DIR [--data SET] [--valid SET] [--test SET] [--dtype f32|bf16] | --eval DIR --data SET"},
     {"merge", sb_cmd_merge, "merge OUT_DIR DIR...           join shard results, one record per run id"},
-    {"bench", sb_cmd_bench, "bench [--seq N] [--layers N] ...  engine speed against GEMM peak and memory bandwidth"},
+    {"bench", sb_cmd_bench, "bench [--backend cpu|cuda[:N]] [--seq N] [--layers N] ...  engine speed against GEMM peak and memory bandwidth"},
 };
 
 static void usage(FILE *out) {

@@ -5,6 +5,7 @@
 
 #include "model.h"
 #include "tokenizer.h"
+#include "vision.h"
 
 int sb_load_hf(const char *dir, sb_model *m, sb_err *err);     /* loader_hf.c */
 int sb_load_gguf(const char *path, sb_model *m, sb_err *err);  /* loader_gguf.c */
@@ -50,6 +51,8 @@ void sb_model_free(sb_model *m) {
     for (int i = 0; i < m->n_files; i++) sb_mapped_file_close(&m->files[i]);
     free(m->files);
     if (m->tokenizer) sb_tokenizer_free(m->tokenizer);
+    sb_vision_free(m->vision);
+    free(m->reducer);
     free(m->path);
     free(m);
 }
@@ -59,7 +62,8 @@ int64_t sb_block_width_mid(const sb_block *b) { return b->wo.rows; }
 int64_t sb_block_width_out(const sb_block *b, bool parallel_residual) {
     return parallel_residual ? b->wo.rows : b->w_down.rows;
 }
-int64_t sb_model_embed_width(const sb_model *m) { return m->tok_embd.cols; }
+/* Image models have no token embedding: their stream starts at the patch embedding's width. */
+int64_t sb_model_embed_width(const sb_model *m) { return m->vision ? m->vision->patch.rows : m->tok_embd.cols; }
 
 bool sb_model_is_sliced(const sb_model *m) {
     if (sb_model_embed_width(m) != m->d_model || m->head.cols != m->d_model) return true;
@@ -102,7 +106,7 @@ static int validate_widths(const sb_model *m, sb_err *err) {
 }
 
 int sb_model_validate(const sb_model *m, sb_err *err) {
-    if (m->n_layer < 1 || !m->blocks || !m->tok_embd.fmt || !m->head.fmt || !m->final_norm.weight)
+    if (m->n_layer < 1 || !m->blocks || (!m->tok_embd.fmt && !m->vision) || !m->head.fmt || !m->final_norm.weight)
         return sb_err_set(err, SB_EINPUT, "%s: incomplete model", m->path);
     if (m->positions != SB_POS_LEARNED && (m->rot_dim < 2 || !m->rope_tables))
         return sb_err_set(err, SB_EINPUT, "%s: rotary positions without a frequency table", m->path);
@@ -132,6 +136,7 @@ uint64_t sb_model_param_count(const sb_model *m) {
     uint64_t n = linear_params(&m->tok_embd) + (m->tied_head ? 0 : linear_params(&m->head));
     n += m->pos_embd ? (uint64_t)m->n_pos_rows * (uint64_t)sb_model_embed_width(m) : 0;
     n += norm_params(&m->final_norm, m->head.cols);
+    n += sb_vision_param_count(m->vision);
     for (int l = 0; l < m->n_layer; l++) {
         const sb_block *b = &m->blocks[l];
         const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down, &b->attn_shortcut, &b->mlp_shortcut};
@@ -147,6 +152,7 @@ uint64_t sb_model_param_count(const sb_model *m) {
 /* Bits of the linear weights as stored (norms and biases are f32). */
 uint64_t sb_model_weight_bits(const sb_model *m) {
     uint64_t bits = sb_linear_storage_bits(&m->tok_embd) + (m->tied_head ? 0 : sb_linear_storage_bits(&m->head));
+    if (m->vision) bits += sb_linear_storage_bits(&m->vision->patch);
     for (int l = 0; l < m->n_layer; l++) {
         const sb_block *b = &m->blocks[l];
         const sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down, &b->attn_shortcut, &b->mlp_shortcut};

@@ -15,6 +15,8 @@
 #include "weight_format.h"
 
 struct sb_tokenizer;
+struct sb_vision;        /* vision.h: patch embedding, class tokens, labels, preprocessing */
+struct sb_token_reducer; /* vision.h: drops tokens between blocks (token-reduction methods) */
 
 typedef enum { SB_NORM_RMS, SB_NORM_LAYER } sb_norm_type;
 typedef enum { SB_ACT_SILU, SB_ACT_GELU, SB_ACT_GELU_TANH, SB_ACT_RELU } sb_activation;
@@ -70,6 +72,7 @@ typedef struct sb_model {
     float attn_scale;                  /* multiplies q·k */
     float embed_scale;                 /* multiplies the token embedding (Gemma: sqrt(d)) */
     float attn_softcap, final_softcap; /* tanh soft-capping of scores / logits; 0 = off */
+    bool bidirectional;                /* every token attends to every token (encoders: ViT); false = causal */
 
     sb_linear tok_embd;                /* [V, d_embd]; a row is decoded per token; d_embd = d_model unless sliced */
     float *pos_embd;                   /* learned positions [n_pos_rows, d_embd], or NULL */
@@ -83,6 +86,16 @@ typedef struct sb_model {
     sb_mapped_file *files;             /* mappings the weights point into */
     int n_files;
     struct sb_tokenizer *tokenizer;    /* NULL when the checkpoint carries none */
+    /* Image models (ViT, DeiT): tok_embd is absent and the vision struct
+     * holds the patch embedding; head is the classifier [n_labels, d]. */
+    struct sb_vision *vision;          /* owned; NULL for text models */
+    /* Set by a token-reduction method, one malloc'd block (freed with free()
+     * by sb_model_free and by the runner's snapshot restore); NULL: keep all. */
+    struct sb_token_reducer *reducer;
+    /* The model's weights on a CUDA device (backend_cuda.h), or NULL.  Set
+     * by the runner only while a task runs on the CUDA backend: while it is
+     * set, sb_session_new makes sessions that run there. Never owned here. */
+    struct sb_cuda_model *device;
 } sb_model;
 
 /* Loads a Hugging Face folder (config.json + safetensors) or a .gguf file. */

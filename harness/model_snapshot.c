@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "format_lowrank.h"
 #include "model_snapshot.h"
 
 /* A small array (norm weight, bias) and a copy of its values. */
@@ -86,6 +87,7 @@ int sb_model_snapshot_take(const sb_model *m, sb_model_snapshot **out, sb_err *e
     if (!rc) rc = save_norm(s, &m->final_norm, m->head.cols, err);
     if (!rc) rc = push_owned(s, m->pos_embd, err);
     if (!rc) rc = push_owned(s, m->rope_tables, err);
+    if (!rc) rc = push_owned(s, m->reducer, err);
     if (rc) {
         sb_model_snapshot_free(s);
         return rc;
@@ -105,14 +107,20 @@ static bool was_owned(const sb_model_snapshot *s, const void *p) {
     return false;
 }
 
-/* Frees p (with the linear's own release function when it has one: a
- * low-rank add-on owns an inner payload and its factors) if the snapshot
- * did not own it and it was not freed already. */
-static void free_new_with(const sb_model_snapshot *s, void *p, void (*release)(void *), void **freed, size_t *n_freed) {
-    if (!p || was_owned(s, p)) return;
+/* True, and p recorded as freed, when p is the restore's to free: not
+ * owned by the snapshot and not freed already (payloads can be shared). */
+static bool claim_new(const sb_model_snapshot *s, void *p, void **freed, size_t *n_freed) {
+    if (!p || was_owned(s, p)) return false;
     for (size_t i = 0; i < *n_freed; i++)
-        if (freed[i] == p) return;
+        if (freed[i] == p) return false;
     freed[(*n_freed)++] = p;
+    return true;
+}
+
+/* Frees p (with the linear's own release function when it has one) if the
+ * snapshot did not own it and it was not freed already. */
+static void free_new_with(const sb_model_snapshot *s, void *p, void (*release)(void *), void **freed, size_t *n_freed) {
+    if (!claim_new(s, p, freed, n_freed)) return;
     if (release) release(p);
     else free(p);
 }
@@ -121,12 +129,25 @@ static void free_new(const sb_model_snapshot *s, void *p, void **freed, size_t *
     free_new_with(s, p, NULL, freed, n_freed);
 }
 
+/* A low-rank add-on wraps a linear that may be older than it (the model's
+ * original payload, or an earlier step's that an intermediate snapshot
+ * owns): free the add-on, and what it wraps only if that is new too. */
 static void free_new_linear(const sb_model_snapshot *s, const sb_linear *w, void **freed, size_t *n_freed) {
-    free_new_with(s, w->owned, w->free_owned, freed, n_freed);
+    const sb_linear *inner = sb_lowrank_inner(w);
+    if (inner) {
+        if (claim_new(s, w->owned, freed, n_freed)) {
+            free_new_linear(s, inner, freed, n_freed);
+            sb_lowrank_free_addon(w->owned);
+        }
+    } else {
+        free_new_with(s, w->owned, w->free_owned, freed, n_freed);
+    }
     free_new(s, w->bias, freed, n_freed);
 }
 
-static size_t pointers_in(const sb_model *m) { return (size_t)m->n_layer * 32 + 16; }
+/* Room for every pointer a restore may free: per block 6 norms x 2 arrays
+ * and 9 linears x (payload, bias, wrapped payloads of add-on chains). */
+static size_t pointers_in(const sb_model *m) { return (size_t)m->n_layer * 64 + 64; }
 
 void sb_model_snapshot_restore(sb_model *m, const sb_model_snapshot *s) {
     void **freed = malloc(sizeof(void *) * pointers_in(m));
@@ -149,6 +170,7 @@ void sb_model_snapshot_restore(sb_model *m, const sb_model_snapshot *s) {
         free_new(s, m->pos_embd, freed, &n_freed);
         free_new(s, m->rope_tables, freed, &n_freed);
         free_new(s, m->blocks, freed, &n_freed);
+        free_new(s, m->reducer, freed, &n_freed); /* a token reducer is one malloc'd block */
         free(freed);
     }
     *m = s->model;

@@ -361,6 +361,7 @@ static void put_point(FILE *f, const point *p, double scale) {
 
 typedef struct quality_plot {
     const sb_report_column *col;
+    int x_col;               /* report column of the x axis; -1: bits per weight */
     const char *model;
     point *points;
     int n;
@@ -372,17 +373,22 @@ static int write_quality_data(const plot_ctx *c, const char *name, quality_plot 
     FILE *f = open_output(c, name, ".dat", err);
     if (!f) return err->code;
     char what[512];
-    snprintf(what, sizeof what, "%s (%s) of %s against effective bits per weight (memory.bits_per_weight)", q->col->key,
-             direction_text(q->col->direction), q->model);
+    if (q->x_col < 0)
+        snprintf(what, sizeof what, "%s (%s) of %s against effective bits per weight (memory.bits_per_weight)", q->col->key,
+                 direction_text(q->col->direction), q->model);
+    else
+        snprintf(what, sizeof what, "%s (%s) of %s against %s", q->col->key, direction_text(q->col->direction), q->model,
+                 c->rep->cols[q->x_col].key);
     put_header(c, f, name, what, &q->runs);
     fputs("# dense reference: ", f);
     put_number(f, q->dense * v->scale);
     fputs(isfinite(q->dense) ? "\n" : " (no dense run)\n", f);
     if (v->scale != 1.0) fprintf(f, "# values and stderr multiplied by %g (fractions shown as percent)\n", v->scale);
-    fputs("# columns: bits_per_weight value stderr(0: none recorded) on_pareto_front label\n", f);
+    fprintf(f, "# columns: %s value stderr(0: none recorded) on_pareto_front label\n",
+            q->x_col < 0 ? "bits_per_weight" : c->rep->cols[q->x_col].metric);
     fputs("# index 0: every method variant\n", f);
     for (int i = 0; i < q->n; i++) put_point(f, &q->points[i], v->scale);
-    fputs("\n\n# index 1: the Pareto front, by bits per weight\n", f);
+    fputs("\n\n# index 1: the Pareto front, by the x column\n", f);
     const point **front = malloc((size_t)(q->n > 0 ? q->n : 1) * sizeof *front);
     int n_front = 0;
     for (int i = 0; front && i < q->n; i++)
@@ -399,19 +405,22 @@ static int write_quality(plot_ctx *c, quality_plot *q, sb_err *err) {
     char base[SB_PLOT_NAME_MAX], model_slug[48], key_slug[96], name[SB_PLOT_NAME_MAX];
     slug(q->model, model_slug, sizeof model_slug);
     slug(q->col->key, key_slug, sizeof key_slug);
-    snprintf(base, sizeof base, "quality_%s_%s", model_slug, key_slug);
+    snprintf(base, sizeof base, "%s_%s_%s", q->x_col < 0 ? "quality" : "cost", model_slug, key_slug);
     unique_name(c, base, name);
+    char xlabel[128];
+    if (q->x_col < 0) snprintf(xlabel, sizeof xlabel, "bits per weight");
+    else snprintf(xlabel, sizeof xlabel, "%s (%s)", c->rep->cols[q->x_col].metric, c->rep->cols[q->x_col].unit);
     if (q->n == 0) {
-        note_skip(c, name, "no run has both this metric and bits per weight");
+        note_skip(c, name, q->x_col < 0 ? "no run has both this metric and bits per weight" : "no run has both this metric and its cost");
         return SB_OK;
     }
     mark_front(q->points, q->n, q->col->direction);
     metric_view v = view_of(q->col, q->points, q->n, q->dense);
     char title[512], dense[64];
-    snprintf(title, sizeof title, "%s: %s (%s) vs bits per weight", q->model, q->col->key, direction_text(q->col->direction));
+    snprintf(title, sizeof title, "%s: %s (%s) vs %s", q->model, q->col->key, direction_text(q->col->direction), xlabel);
     snprintf(dense, sizeof dense, "%.10g", q->dense * v.scale);
     subst extra[] = {{"DENSE", isfinite(q->dense) ? dense : "NaN", false}};
-    script_text t = {title, "bits per weight", v.ylabel};
+    script_text t = {title, xlabel, v.ylabel};
     int rc = write_quality_data(c, name, q, &v, err);
     if (rc == SB_OK) rc = write_script(c, name, "quality_vs_bits.gp", &t, extra, 1, err);
     if (rc == SB_OK) rc = add_name(c, name, err);
@@ -430,9 +439,11 @@ static int collect_points(const plot_ctx *c, int col, int first, int end, qualit
             if (id_list_add(&q->runs, cell->run_id, err) != SB_OK) return err->code;
             continue;
         }
-        if (!isfinite(row->bits_per_weight)) continue;
+        const sb_report_cell *x = q->x_col >= 0 ? &row->cells[q->x_col] : NULL;
+        double xv = !x ? row->bits_per_weight : x->state == SB_CELL_OK ? x->value : NAN;
+        if (!isfinite(xv)) continue;
         point *p = &q->points[q->n++];
-        p->bits = row->bits_per_weight;
+        p->bits = xv;
         p->value = cell->value;
         p->stderr_value = cell->stderr_value;
         row_label(r, row, p->label, sizeof p->label);
@@ -441,8 +452,8 @@ static int collect_points(const plot_ctx *c, int col, int first, int end, qualit
     return SB_OK;
 }
 
-static int plot_quality(plot_ctx *c, int col, int first, int end, sb_err *err) {
-    quality_plot q = {.col = &c->rep->cols[col], .model = c->rep->rows[first].model, .dense = NAN};
+static int plot_quality(plot_ctx *c, int col, int x_col, int first, int end, sb_err *err) {
+    quality_plot q = {.col = &c->rep->cols[col], .x_col = x_col, .model = c->rep->rows[first].model, .dense = NAN};
     q.points = sb_calloc(err, (size_t)(end - first), sizeof *q.points);
     if (!q.points) return SB_EINTERNAL;
     int rc = collect_points(c, col, first, end, &q, err);
@@ -550,14 +561,26 @@ static int add_dense_runs(const plot_ctx *c, bar_chart *b, const int *cols, int 
     return SB_OK;
 }
 
+/* A sweep over several models has columns of tasks only some models ran
+ * (text tasks, image tasks): a model's plots use its own columns. */
+static bool column_in_rows(const plot_ctx *c, int col, int first, int end) {
+    for (int i = first; i < end; i++)
+        if (c->rep->rows[i].cells[col].state != SB_CELL_EMPTY) return true;
+    return false;
+}
+
 typedef bool (*column_filter)(const sb_report_column *col);
 
 static bool is_size_or_speed_unit(const char *unit) {
-    return strcmp(unit, "ms") == 0 || strcmp(unit, "s") == 0 || strcmp(unit, "tokens/s") == 0 || strcmp(unit, "bytes") == 0;
+    static const char *const units[] = {"ms", "s", "tokens/s", "images/s", "bytes", "GFLOP"};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(unit, units[i]) == 0) return true;
+    return false;
 }
 
+/* FLOP counts and their ratios are costs (the x axis of cost plots), not quality. */
 static bool is_quality_metric(const sb_report_column *col) {
-    return col->direction != SB_NO_DIRECTION && !is_size_or_speed_unit(col->unit);
+    return col->direction != SB_NO_DIRECTION && !is_size_or_speed_unit(col->unit) && !strstr(col->metric, "flops");
 }
 
 /* Mean latencies and time to first token; the percentiles stay in the tables. */
@@ -568,7 +591,9 @@ static bool is_latency_metric(const sb_report_column *col) {
     return strcmp(col->unit, "ms") == 0 && (mean || strcmp(col->metric, "ttft_ms") == 0);
 }
 
-static bool is_throughput_metric(const sb_report_column *col) { return strcmp(col->unit, "tokens/s") == 0; }
+static bool is_throughput_metric(const sb_report_column *col) {
+    return strcmp(col->unit, "tokens/s") == 0 || strcmp(col->unit, "images/s") == 0;
+}
 
 typedef struct bar_kind {
     const char *prefix, *tmpl, *title, *ylabel, *why_empty;
@@ -576,11 +601,12 @@ typedef struct bar_kind {
     bool retention;
 } bar_kind;
 
-/* The columns of a bar chart: at most MAX_SERIES, in report order. */
-static int chart_columns(const plot_ctx *c, const bar_kind *k, bar_chart *b, int *cols) {
+/* The columns of a bar chart: at most MAX_SERIES, in report order, of
+ * those the model's rows [first, end) have values in. */
+static int chart_columns(const plot_ctx *c, const bar_kind *k, bar_chart *b, int *cols, int first, int end) {
     int skipped = 0;
     for (int col = 0; col < c->rep->n_cols; col++) {
-        bool wanted = k->filter ? k->filter(&c->rep->cols[col]) : c->quality[col];
+        bool wanted = (k->filter ? k->filter(&c->rep->cols[col]) : c->quality[col]) && column_in_rows(c, col, first, end);
         if (!wanted) continue;
         if (b->n_series == MAX_SERIES) { skipped++; continue; }
         cols[b->n_series] = col;
@@ -602,7 +628,7 @@ static int plot_column_bars(plot_ctx *c, const bar_kind *k, int first, int end, 
     snprintf(b->title, sizeof b->title, "%s: %s", model, k->title);
     snprintf(b->ylabel, sizeof b->ylabel, "%s", k->ylabel);
     snprintf(b->what, sizeof b->what, "%s of %s per method variant", k->title, model);
-    int dropped = rc == SB_OK ? chart_columns(c, k, b, cols) : 0;
+    int dropped = rc == SB_OK ? chart_columns(c, k, b, cols, first, end) : 0;
     if (dropped && c->notes) fprintf(c->notes, "slimbench: plot: %s: only the first %d metrics drawn\n", b->name, MAX_SERIES);
     bool no_dense = k->retention && !c->rep->relative_to[0];
     if (rc == SB_OK && !no_dense) rc = fill_from_columns(c, b, cols, first, end, k->retention, err);
@@ -666,10 +692,23 @@ static const bar_kind THROUGHPUT = {"throughput", "latency_bars.gp", "throughput
                                     "throughput (tokens/s)", "no speed task throughputs in the results",
                                     is_throughput_metric, false};
 
+/* The cost column of col's task (an image classifier's GFLOPs per image,
+ * counted from the tokens each block ran with), or -1. */
+static int cost_column(const plot_ctx *c, int col) {
+    for (int x = 0; x < c->rep->n_cols; x++)
+        if (strcmp(c->rep->cols[x].metric, "gflops_per_image") == 0 && strcmp(c->rep->cols[x].task, c->rep->cols[col].task) == 0)
+            return x;
+    return -1;
+}
+
 static int plot_model(plot_ctx *c, int first, int end, sb_err *err) {
     int rc = SB_OK;
-    for (int col = 0; rc == SB_OK && col < c->rep->n_cols; col++)
-        if (c->quality[col]) rc = plot_quality(c, col, first, end, err);
+    for (int col = 0; rc == SB_OK && col < c->rep->n_cols; col++) {
+        if (!c->quality[col] || !column_in_rows(c, col, first, end)) continue;
+        rc = plot_quality(c, col, -1, first, end, err);
+        int x = cost_column(c, col);
+        if (rc == SB_OK && x >= 0) rc = plot_quality(c, col, x, first, end, err); /* accuracy against FLOPs */
+    }
     if (rc == SB_OK) rc = plot_column_bars(c, &RETENTION, first, end, err);
     if (rc == SB_OK) rc = plot_column_bars(c, &LATENCY, first, end, err);
     if (rc == SB_OK) rc = plot_column_bars(c, &THROUGHPUT, first, end, err);

@@ -19,6 +19,8 @@ extern const sb_method sb_method_eora;
 extern const sb_method sb_method_sleb;
 extern const sb_method sb_method_magnitude;
 extern const sb_method sb_method_slim_llm;
+extern const sb_method sb_method_pyramid_drop;
+extern const sb_method sb_method_zero_tprune;
 extern const sb_method sb_method_pb_llm;
 extern const sb_method sb_method_slicegpt;
 
@@ -31,6 +33,8 @@ static const sb_method *const builtin_methods[] = {
     &sb_method_sleb,
     &sb_method_magnitude,
     &sb_method_slim_llm,
+    &sb_method_pyramid_drop,
+    &sb_method_zero_tprune,
     &sb_method_pb_llm,
     &sb_method_slicegpt,
 };
@@ -40,12 +44,16 @@ extern const sb_task sb_task_speed;
 extern const sb_task sb_task_perplexity;
 extern const sb_task sb_task_kld;
 extern const sb_task sb_task_mc;
+extern const sb_task sb_task_image_classification;
+extern const sb_task sb_task_image_speed;
 extern const sb_task sb_task_image_quality;
 static const sb_task *const builtin_tasks[] = {
     &sb_task_speed,
     &sb_task_perplexity,
     &sb_task_kld,
     &sb_task_mc,
+    &sb_task_image_classification,
+    &sb_task_image_speed,
     &sb_task_image_quality,
 };
 
@@ -56,6 +64,8 @@ const sb_named sb_registry_archs[] = {
     {"opt", "OPT (HF opt, pre-norm variants)"},
     {"gpt2", "GPT-2 (HF gpt2)"},
     {"phi", "Phi-2 (HF phi)"},
+    {"vit", "ViT image classifiers (HF ViTForImageClassification)"},
+    {"deit", "DeiT image classifiers (HF DeiTForImageClassification)"},
     {NULL, NULL},
 };
 
@@ -73,6 +83,11 @@ const sb_named sb_registry_formats[] = {
 
 const sb_named sb_registry_backends[] = {
     {"cpu", "CBLAS GEMM inside one thread pool, AVX2 kernels for the rest"},
+#ifdef SB_CUDA
+    {"cuda", "cuda[:N][,tf32]: cuBLAS GEMM (f32/TF32, bf16/f16 with f32 accumulation), fused causal attention, qint/csr/n:m/low-rank kernels"},
+#else
+    {"cuda", "not in this build (make CUDA=1 where nvcc is installed)"},
+#endif
     {NULL, NULL},
 };
 

@@ -569,10 +569,16 @@ static void status_text(const sb_report_row *row, char *buf, size_t n) {
     else snprintf(buf, n, "ok");
 }
 
+/* Grouping by model or method needs no column of its own: the model or
+ * method column already shows it (and md/html also title each group). */
+static bool group_column(const sb_report *r) {
+    return r->show_group && strcmp(r->group_by, "model") != 0 && strcmp(r->group_by, "method") != 0;
+}
+
 /* The label columns and the trailing columns, in one list for md and html. */
 static int header_names(const sb_report *r, const char **names) {
     int k = 0;
-    if (r->show_group) names[k++] = r->group_by;
+    if (group_column(r)) names[k++] = r->group_by;
     names[k++] = "model";
     names[k++] = "method";
     if (r->show_backend) names[k++] = "backend";
@@ -586,7 +592,7 @@ enum { N_TAIL = 4 };
 /* Text of the label columns of a row, in header_names order. */
 static int row_labels(const sb_report *r, const sb_report_row *row, char labels[][512]) {
     int k = 0;
-    if (r->show_group) snprintf(labels[k++], 512, "%s", row->group);
+    if (group_column(r)) snprintf(labels[k++], 512, "%s", row->group);
     snprintf(labels[k++], 512, "%s", row->model);
     snprintf(labels[k++], 512, "%s", row->method);
     if (r->show_backend) snprintf(labels[k++], 512, "%s", row->backend);

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
+#include "backend_cuda.h"
 #include "measure.h"
 #include "model_hash.h"
 #include "model_snapshot.h"
@@ -29,6 +31,10 @@ struct runner {
     int model_index;            /* -1: none */
     sb_model *model;
     sb_model_snapshot *snapshot;
+    /* The model before each later step of a chain (before step i+1 at
+     * [i]): undone in reverse, each restore frees what its step made. */
+    sb_model_snapshot *step_snapshots[SB_MAX_STEPS];
+    int n_step_snapshots;
     char load_error[1100];
     double load_s;
     int applied_method, applied_seed; /* -1: pristine */
@@ -36,6 +42,9 @@ struct runner {
     double method_s;
     sb_method_report method_report;
     int records_written;        /* by this process, for fault injection */
+    /* the CUDA backend, opened by the first run that asks for it */
+    sb_cuda_ctx *cuda;
+    sb_cuda_model *device_model; /* the model as it is now, on cuda's device; NULL until a CUDA run needs it */
 };
 
 static void iso_time(char *buf, size_t n) {
@@ -69,7 +78,25 @@ static int run_id_of(runner *r, const sb_run_spec *run, char id[SB_RUN_ID_LEN + 
 
 /* ---- model and method state ---- */
 
+/* The device copy is of the model as a method left it: drop it when that changes. */
+static void drop_device_model(runner *r) {
+    sb_cuda_model_free(r->device_model);
+    r->device_model = NULL;
+}
+
+/* Back to the model as loaded: the chain's steps undone last to first. */
+static void restore_model(runner *r) {
+    while (r->n_step_snapshots > 0) {
+        sb_model_snapshot *snap = r->step_snapshots[--r->n_step_snapshots];
+        sb_model_snapshot_restore(r->model, snap);
+        sb_model_snapshot_free(snap);
+    }
+    sb_model_snapshot_restore(r->model, r->snapshot);
+}
+
 static void unload(runner *r) {
+    drop_device_model(r);
+    if (r->model && r->snapshot && r->applied_method >= 0) restore_model(r); /* frees what methods allocated */
     sb_model_snapshot_free(r->snapshot);
     sb_model_free(r->model);
     r->snapshot = NULL;
@@ -116,7 +143,8 @@ static void fill_ctx(runner *r, const sb_run_spec *run, sb_run_ctx *ctx) {
 /* Restores the model and applies the run's method, unless already applied. */
 static void ensure_method(runner *r, const sb_run_spec *run) {
     if (!r->model || (r->applied_method == run->method && r->applied_seed == run->seed)) return;
-    if (r->applied_method >= 0) sb_model_snapshot_restore(r->model, r->snapshot);
+    drop_device_model(r);
+    if (r->applied_method >= 0) restore_model(r);
     cJSON_Delete(r->method_report.details);
     memset(&r->method_report, 0, sizeof r->method_report);
     r->method_error[0] = 0;
@@ -130,7 +158,12 @@ static void ensure_method(runner *r, const sb_run_spec *run) {
     for (int i = 0; i < v->n_steps && !r->method_error[0]; i++) {
         sb_err err = {0};
         sb_method_report step = {0};
-        int rc = v->steps[i].method->apply(r->model, &v->steps[i].params, &ctx, &step, &err);
+        /* A later step replaces what an earlier one allocated without
+         * freeing it (methods never free model payloads): a snapshot
+         * between steps lets the restore free both. */
+        int rc = i > 0 ? sb_model_snapshot_take(r->model, &r->step_snapshots[r->n_step_snapshots], &err) : SB_OK;
+        if (rc == SB_OK && i > 0) r->n_step_snapshots++;
+        if (rc == SB_OK) rc = v->steps[i].method->apply(r->model, &v->steps[i].params, &ctx, &step, &err);
         if (rc) snprintf(r->method_error, sizeof r->method_error, "%s: %s", v->steps[i].method->name, err.msg);
         cJSON_Delete(r->method_report.details); /* the last step's report describes the result */
         r->method_report = step;
@@ -195,7 +228,41 @@ typedef struct {
     double task_s, task_cpu_s;
     int64_t peak_rss;
     char started[32];
+    bool on_device;             /* a CUDA run: device figures below are filled in */
+    sb_cuda_stats dev_before, dev_after;
 } run_outcome;
+
+/* The device a CUDA run used, what it cost there, and how products were done. */
+static cJSON *device_json(runner *r, const sb_run_spec *run, const run_outcome *out) {
+    cJSON *o = cJSON_CreateObject();
+    sb_cuda_info in;
+    sb_cuda_ctx_info(r->cuda, &in);
+    char cc[16], drv[16], rt[16];
+    snprintf(cc, sizeof cc, "%d.%d", in.cc_major, in.cc_minor);
+    snprintf(drv, sizeof drv, "%d.%d", in.driver_version / 1000, in.driver_version % 1000 / 10);
+    snprintf(rt, sizeof rt, "%d.%d", in.runtime_version / 1000, in.runtime_version % 1000 / 10);
+    cJSON_AddStringToObject(o, "name", in.name);
+    cJSON_AddNumberToObject(o, "index", in.device);
+    cJSON_AddStringToObject(o, "compute_capability", cc);
+    cJSON_AddStringToObject(o, "driver", drv);
+    cJSON_AddStringToObject(o, "cuda_runtime", rt);
+    cJSON_AddNumberToObject(o, "cublas", in.cublas_version);
+    cJSON_AddNumberToObject(o, "total_bytes", (double)in.total_bytes);
+    sb_backend_choice choice;
+    sb_err ignored = {0};
+    bool tf32 = sb_backend_parse(r->s->backends[run->backend], &choice, &ignored) == SB_OK && choice.tf32;
+    cJSON_AddStringToObject(o, "f32_gemm", tf32 ? "tf32" : "f32");
+    if (r->device_model) {
+        cJSON_AddNumberToObject(o, "weight_bytes", (double)sb_cuda_model_bytes(r->device_model));
+        cJSON_AddNumberToObject(o, "linears_decoded_to_f32", sb_cuda_model_decoded_linears(r->device_model));
+    }
+    cJSON_AddNumberToObject(o, "kernel_s", out->dev_after.kernel_s);
+    cJSON_AddNumberToObject(o, "forward_calls", (double)out->dev_after.forward_calls);
+    cJSON_AddNumberToObject(o, "used_bytes_before", (double)out->dev_before.used_bytes);
+    cJSON_AddNumberToObject(o, "used_bytes_after", (double)out->dev_after.used_bytes);
+    cJSON_AddNumberToObject(o, "alloc_peak_bytes", (double)out->dev_after.alloc_peak_bytes);
+    return o;
+}
 
 static cJSON *build_record(runner *r, const sb_run_spec *run, const char *id, const run_outcome *out) {
     const sb_method_variant *mv = &r->s->methods[run->method];
@@ -219,6 +286,7 @@ static cJSON *build_record(runner *r, const sb_run_spec *run, const char *id, co
     cJSON_AddStringToObject(task, "protocol", out->result ? out->result->protocol : "");
     cJSON_AddItemToObject(rec, "task", task);
     cJSON_AddStringToObject(rec, "backend", r->s->backends[run->backend]);
+    if (out->on_device && r->cuda) cJSON_AddItemToObject(rec, "device", device_json(r, run, out));
     cJSON_AddNumberToObject(rec, "seed", (double)r->s->seeds[run->seed]);
     cJSON_AddItemToObject(rec, "metrics", out->result ? metrics_json(out->result) : cJSON_CreateObject());
     cJSON *details = out->result && out->result->details ? cJSON_Duplicate(out->result->details, 1) : cJSON_CreateObject();
@@ -235,7 +303,7 @@ static cJSON *build_record(runner *r, const sb_run_spec *run, const char *id, co
     cJSON_AddNumberToObject(mem, "bits_per_weight", r->model ? sb_model_bits_per_weight(r->model) : 0);
     const sb_metric *kv = out->result ? sb_result_find(out->result, "kv_bytes") : NULL;
     cJSON_AddNumberToObject(mem, "kv_bytes", kv ? kv->value : 0);
-    int64_t device = sb_measure_device_peak();
+    int64_t device = out->on_device ? sb_measure_device_peak() : -1;
     if (device < 0) cJSON_AddNullToObject(mem, "device_peak_bytes");
     else cJSON_AddNumberToObject(mem, "device_peak_bytes", (double)device);
     cJSON_AddStringToObject(rec, "quant", is_reference(mv) ? "none" : r->method_report.real_quant ? "real" : "fake");
@@ -259,6 +327,45 @@ static void print_metrics(const char *label, const sb_task_result *res) {
 static void fault_after_record(runner *r) {
     const char *k = getenv("SB_FAULT_KILL_AFTER_RECORDS");
     if (k && ++r->records_written == atoi(k)) raise(SIGKILL);
+}
+
+/* Opens the device and uploads the model for a CUDA run, once per device
+ * and model state. Failures (no device, out of device memory) fail the run. */
+static int ensure_device(runner *r, const sb_backend_choice *choice, sb_err *err) {
+    if (r->cuda) {
+        sb_cuda_info in;
+        sb_cuda_ctx_info(r->cuda, &in);
+        if (in.device != choice->device) {
+            drop_device_model(r);
+            sb_cuda_ctx_free(r->cuda);
+            r->cuda = NULL;
+        }
+    }
+    int rc = r->cuda ? SB_OK : sb_cuda_ctx_new(choice->device, &r->cuda, err);
+    if (rc) return rc;
+    sb_cuda_ctx_set_tf32(r->cuda, choice->tf32);
+    return r->device_model ? SB_OK : sb_cuda_model_upload(r->cuda, r->model, &r->device_model, err);
+}
+
+/* The task, on the run's backend: for CUDA the model's device copy is
+ * attached to the model only for the task's duration. */
+static int run_task(runner *r, const sb_run_spec *run, const sb_task_variant *tv, const sb_run_ctx *ctx,
+                    sb_task_result *res, run_outcome *out, sb_err *err) {
+    sb_backend_choice choice;
+    int rc = sb_backend_parse(r->s->backends[run->backend], &choice, err);
+    if (!rc && choice.kind == SB_BACKEND_CPU && r->cuda) sb_cuda_ctx_measure(r->cuda, false); /* no device figures */
+    if (rc || choice.kind == SB_BACKEND_CPU) return rc ? rc : tv->task->run(r->model, &tv->params, ctx, res, err);
+    out->on_device = true;
+    rc = ensure_device(r, &choice, err);
+    if (rc) return rc;
+    sb_cuda_ctx_measure(r->cuda, true);
+    sb_cuda_stats_reset(r->cuda);
+    sb_cuda_stats_get(r->cuda, &out->dev_before);
+    r->model->device = r->device_model;
+    rc = tv->task->run(r->model, &tv->params, ctx, res, err);
+    r->model->device = NULL;
+    sb_cuda_stats_get(r->cuda, &out->dev_after);
+    return rc;
 }
 
 /* Runs one matrix entry and returns its record (NULL when out of memory);
@@ -287,7 +394,7 @@ cJSON *sb_runner_perform(runner *r, const sb_run_spec *run, const char *id, bool
         sb_phase ph;
         sb_peak_begin(&peak);
         sb_phase_start(&ph);
-        int rc = tv->task->run(r->model, &tv->params, &ctx, &res, &terr);
+        int rc = run_task(r, run, tv, &ctx, &res, &out, &terr);
         sb_phase_stop(&ph);
         out.peak_rss = sb_peak_end(&peak);
         out.task_s = ph.wall_s;
@@ -345,6 +452,7 @@ int sb_runner_new(const sb_sweep *s, const sb_runner_opts *o, bool with_store, b
 void sb_runner_free(runner *r) {
     if (!r) return;
     unload(r);
+    sb_cuda_ctx_free(r->cuda);
     cJSON_Delete(r->method_report.details);
     free(r->model_hash);
     sb_pool_free(r->pool);

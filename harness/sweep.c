@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "backend.h"
 #include "mapped_file.h"
 #include "registry.h"
 #include "sweep.h"
@@ -233,11 +234,29 @@ static int parse_backends(sb_sweep *s, const cJSON *v, sb_err *err) {
     snprintf(where, sizeof where, "%s: backends", s->path);
     int rc = parse_string_list(v, where, &s->backends, &s->n_backends, err);
     for (int i = 0; !rc && i < s->n_backends; i++) {
-        bool known = false;
-        for (const sb_named *b = sb_registry_backends; b->name; b++) known = known || strcmp(b->name, s->backends[i]) == 0;
-        if (!known) rc = sb_err_set(err, SB_EINPUT, "%s[%d]: unknown backend '%s'", where, i, s->backends[i]);
+        sb_backend_choice choice;
+        if ((rc = sb_backend_parse(s->backends[i], &choice, err))) sb_err_prefix(err, "%s[%d]", where, i);
     }
     return rc;
+}
+
+int sb_sweep_set_backend(sb_sweep *s, const char *name, sb_err *err) {
+    sb_backend_choice choice;
+    int rc = sb_backend_parse(name, &choice, err);
+    if (rc) return sb_err_prefix(err, "--backend");
+    char *copy = dup_or_fail(name, err);
+    if (!copy) return SB_EINTERNAL;
+    char **list = sb_calloc(err, 1, sizeof *list);
+    if (!list) {
+        free(copy);
+        return SB_EINTERNAL;
+    }
+    for (int i = 0; i < s->n_backends; i++) free(s->backends[i]);
+    free(s->backends);
+    list[0] = copy;
+    s->backends = list;
+    s->n_backends = 1;
+    return SB_OK;
 }
 
 static int parse_top(sb_sweep *s, const cJSON *root, sb_err *err) {

@@ -71,6 +71,8 @@ int sb_sweep_single(const char *model, const sb_method_variant *method, const sb
 void sb_sweep_free(sb_sweep *s);
 
 /* Expands methods × tasks over a parsed JSON entry (exposed for `eval`). */
+/* Replaces the sweep's backends with the one named (the --backend flag); SB_EINPUT if unknown. */
+int sb_sweep_set_backend(sb_sweep *s, const char *name, sb_err *err);
 int sb_method_variant_label(sb_method_variant *v);
 int sb_task_variant_label(sb_task_variant *v);
 

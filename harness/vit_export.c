@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "half.h"
+#include "results.h"
 #include "vit_train.h"
 
 static int write_text(const char *path, const char *text, sb_err *err) {
@@ -139,8 +139,8 @@ static int write_safetensors(const sb_vit_model *vm, const char *dir, bool bf16,
 }
 
 int sb_vit_export_hf(const sb_vit_model *vm, const char *dir, char *const *class_names, bool bf16, sb_err *err) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sb_err_set(err, SB_EINPUT, "%s: cannot create: %s", dir, strerror(errno));
-    int rc = write_json(dir, "config.json", config_json(vm, class_names, bf16), err);
+    int rc = sb_make_dirs(dir, err);
+    if (!rc) rc = write_json(dir, "config.json", config_json(vm, class_names, bf16), err);
     if (!rc) rc = write_json(dir, "preprocessor_config.json", preprocessor_json(vm), err);
     if (!rc) rc = write_safetensors(vm, dir, bf16, err);
     return rc;

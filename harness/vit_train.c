@@ -151,7 +151,7 @@ static int alloc_acts(sb_vit_model *vm, sb_err *err) {
     return SB_OK;
 }
 
-void sb_vit_free(sb_vit_model *vm) {
+void sb_vit_model_free(sb_vit_model *vm) {
     if (!vm) return;
     for (int l = 0; vm->acts && l < vm->shape.n_layer; l++) {
         sb_vit_acts *a = &vm->acts[l];
@@ -188,7 +188,7 @@ static int vit_alloc(const sb_vit_shape *shape, int max_B, sb_pool *pool, sb_vit
     rc = alloc_params(vm, err);
     if (!rc) rc = alloc_acts(vm, err);
     if (rc) {
-        sb_vit_free(vm);
+        sb_vit_model_free(vm);
         return rc;
     }
     *out = vm;
@@ -208,7 +208,7 @@ static double normal(uint64_t *s) {
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
-int sb_vit_new(const sb_vit_shape *shape, uint64_t seed, int max_B, sb_pool *pool, sb_vit_model **out, sb_err *err) {
+int sb_vit_model_new(const sb_vit_shape *shape, uint64_t seed, int max_B, sb_pool *pool, sb_vit_model **out, sb_err *err) {
     int rc = vit_alloc(shape, max_B, pool, out, err);
     if (rc) return rc;
     sb_vit_model *vm = *out;
@@ -276,7 +276,7 @@ int sb_vit_load_hf(const char *dir, int max_B, sb_pool *pool, sb_vit_model **out
     if (!rc) rc = sb_store_check_all_used(&st, "vit", NULL, err);
     sb_store_free(&st);
     if (rc) {
-        sb_vit_free(*out);
+        sb_vit_model_free(*out);
         *out = NULL;
     }
     return rc;

@@ -89,11 +89,11 @@ typedef struct sb_vit_model {
 /* Random initialisation from seed: truncated-free normal(0, 0.02) for
  * matrices, the CLS token and position embeddings (HF ViT's
  * initializer_range), zero biases, LayerNorm weights 1. */
-int sb_vit_new(const sb_vit_shape *shape, uint64_t seed, int max_B, sb_pool *pool, sb_vit_model **out, sb_err *err);
+int sb_vit_model_new(const sb_vit_shape *shape, uint64_t seed, int max_B, sb_pool *pool, sb_vit_model **out, sb_err *err);
 /* A model from a Hugging Face ViTForImageClassification folder (config.json
  * + model.safetensors in f32/f16/bf16). */
 int sb_vit_load_hf(const char *dir, int max_B, sb_pool *pool, sb_vit_model **out, sb_err *err);
-void sb_vit_free(sb_vit_model *vm);
+void sb_vit_model_free(sb_vit_model *vm);
 
 /* Forward over images[0..B) (each image x image x channels, 8-bit HWC).
  * With labels, *loss = mean cross-entropy; labels may be NULL (logits only).

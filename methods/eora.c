@@ -347,7 +347,7 @@ static int check_model(const sb_model *m, const sb_model *ref, int rank, int seq
                           m->n_layer, ref->n_layer);
     if (sb_model_is_sliced(m)) /* rotated weights: the difference to the originals is no error to compensate */
         return sb_err_set(err, SB_EINPUT, "eora: the model is sliced (SliceGPT); its weights no longer compare with the loaded ones");
-    if (m->pos_embd && seq_len > m->max_positions)
+    if (!m->vision && m->pos_embd && seq_len > m->max_positions)
         return sb_err_set(err, SB_EINPUT, "eora: seq_len %d exceeds the model's %d positions", seq_len, m->max_positions);
     for (int l = 0; l < m->n_layer; l++)
         for (int i = 0; i < N_LINEARS; i++) {
@@ -390,7 +390,7 @@ static int eora_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb
     memset(&set, 0, sizeof set);
     int rc = check_model(m, e.ref, e.rank, cc.seq_len, err);
     if (!rc) rc = sb_calib_config_check(&cc, err);
-    if (!rc) rc = sb_calib_draw(m->tokenizer, &cc, &set, err);
+    if (!rc) rc = m->vision ? sb_calib_draw_images(m, &cc, &set, err) : sb_calib_draw(m->tokenizer, &cc, &set, err);
     if (!rc) rc = sb_calib_run_new(m, &set, ctx, &e.calib, err);
     if (!rc && !(e.layers = cJSON_CreateArray())) rc = sb_err_set(err, SB_EINTERNAL, "out of memory");
     if (!rc) rc = compensate_model(&e, err);

@@ -521,7 +521,7 @@ static int check_params(const sb_model *m, const sb_gptq_opts *o, int seq_len, s
         return sb_err_set(err, SB_EINPUT,
                           "gptq: act_order with groups needs static_groups=true (format qint stores contiguous "
                           "groups; the act-order groups of the authors' code are scattered columns)");
-    if (m->pos_embd && seq_len > m->max_positions)
+    if (!m->vision && m->pos_embd && seq_len > m->max_positions)
         return sb_err_set(err, SB_EINPUT, "gptq: seq_len %d exceeds the model's %d positions", seq_len, m->max_positions);
     for (int l = 0; l < m->n_layer && o->group_size > 0; l++)
         for (int i = 0; i < SB_BLOCK_LINEARS; i++) {
@@ -571,7 +571,8 @@ static int gptq_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb
     memset(&set, 0, sizeof set);
     int rc = check_params(m, &g.opts, cc.seq_len, err);
     if (!rc) rc = sb_calib_config_check(&cc, err);
-    if (!rc) rc = sb_calib_draw(m->tokenizer, &cc, &set, err);
+    /* image models calibrate on patch-embedded images (calibration_images.c) */
+    if (!rc) rc = m->vision ? sb_calib_draw_images(m, &cc, &set, err) : sb_calib_draw(m->tokenizer, &cc, &set, err);
     if (!rc) rc = sb_calib_run_new(m, &set, ctx, &g.calib, err);
     if (!rc && !(g.layers = cJSON_CreateArray())) rc = sb_err_set(err, SB_EINTERNAL, "out of memory");
     if (!rc) rc = quantize_model(&g, true_sequential, err);
@@ -601,7 +602,9 @@ static const sb_param_spec gptq_params[] = {
     {"static_groups", SB_PARAM_BOOL, "false", 0, 0, NULL, "fit every group's grid up front on the original weights"},
     {"true_sequential", SB_PARAM_BOOL, "true", 0, 0, NULL,
      "quantize a block in stages [k,v,q] -> [o] -> [up,gate] -> [down], later stages seeing quantized inputs"},
-    {"data", SB_PARAM_STRING, "", 0, -1, NULL, "calibration text file (raw text, or JSONL with data_format=jsonl)"},
+    {"data", SB_PARAM_STRING, "", 0, -1, NULL,
+     "calibration text file (raw text, or JSONL with data_format=jsonl); for ViT/DeiT models an image set (class "
+     "folders, CIFAR, MNIST, builtin:shapes), one sample per image, seq_len ignored"},
     {"data_format", SB_PARAM_STRING, "raw", 0, -1, "raw|jsonl", "calibration file format"},
     {"data_field", SB_PARAM_STRING, "text", 0, -1, NULL, "JSONL field holding the text"},
     {"sampling", SB_PARAM_STRING, "windows", 0, -1, "windows|documents",

@@ -42,10 +42,16 @@
  *    Width d = floor((1 − sparsity)·D) rounded down to round_interval.
  *    Only the "pca" final orientation (the paper's) is implemented.
  *
+ * Calibration: n_samples windows of seq_len tokens from a text file through
+ * the shared sampler (calibration.h); the authors' defaults 128 x 2048,
+ * seed 42 (the paper's Table 1 used 1024 x 2048).  Cost: three passes of
+ * every block over the calibration set and one D x D eigendecomposition
+ * per signal (2 per block, 1 for parallel blocks, 1 for the embeddings).
+ *
  * Refused (SB_EINPUT, model untouched): Gemma 3's post-branch norms (a norm
  * on a branch output before the residual add does not commute with Q),
- * models already sliced, and block linears already compressed (slice
- * first, then quantize: slicegpt+gptq).
+ * image models, models already sliced, and block linears already
+ * compressed (slice first, then quantize: slicegpt+gptq).
  *
  * Storage: the rotations are computed in float64 and stored in the
  * checkpoint's own f16/bf16 when its block linears share one (the authors
@@ -576,6 +582,9 @@ static bool compressed_before(const sb_model *m, const sb_model *ref) {
 }
 
 static int check_model(const sb_model *m, const sb_slicegpt_opts *o, const sb_run_ctx *ctx, sb_err *err) {
+    if (m->vision || !m->tok_embd.fmt)
+        return sb_err_set(err, SB_EINPUT,
+                          "%s is an image model; slicegpt slices text models (calibration from a text file)", m->path);
     for (int l = 0; l < m->n_layer; l++)
         if (m->blocks[l].post_attn_norm.weight || m->blocks[l].post_mlp_norm.weight)
             return sb_err_set(err, SB_EINPUT,

@@ -1,4 +1,4 @@
-/* image_quality.c - the "image_quality" task: MSE, PSNR and SSIM between a
+/* image_quality.c - the "image-quality" task: MSE, PSNR and SSIM between a
  * set of images and a reference set (harness/image_metrics.h).
  *
  * Both sets load through sb_image_set_load and are paired by order. Folder
@@ -39,12 +39,12 @@ static double stat_stderr(const stat *s) { return s->n > 1 ? sqrt(s->m2 / (s->n 
 static int score_pairs(const sb_image_set *ref, const sb_image_set *img, double range, stat st[3], int *identical,
                        sb_err *err) {
     if (ref->n_images != img->n_images)
-        return sb_err_set(err, SB_EINPUT, "image_quality: %s has %d images but the reference %s has %d", img->source,
+        return sb_err_set(err, SB_EINPUT, "image-quality: %s has %d images but the reference %s has %d", img->source,
                           img->n_images, ref->source, ref->n_images);
     for (int i = 0; i < ref->n_images; i++) {
         const sb_image *a = &ref->images[i], *b = &img->images[i];
         char where[600];
-        snprintf(where, sizeof where, "image_quality: pair %d (%s, %s)", i, ref->source, img->source);
+        snprintf(where, sizeof where, "image-quality: pair %d (%s, %s)", i, ref->source, img->source);
         double ssim, mse;
         int rc = sb_image_ssim(a, b, range, &ssim, where, err);   /* checks the sizes first */
         if (rc != SB_OK) return rc;
@@ -70,7 +70,7 @@ static int iq_run(const sb_model *m, const sb_params *p, const sb_run_ctx *ctx, 
     if (rc == SB_OK) rc = sb_image_set_load(sb_param_str(p, "images"), limit, &img, err);
     if (rc == SB_OK) rc = score_pairs(ref, img, range, st, &identical, err);
     if (rc == SB_OK) {
-        snprintf(out->protocol, sizeof out->protocol, "image_quality:skimage:ssim=gauss1.5:range=%g:psnr_cap=%g", range, PSNR_CAP);
+        snprintf(out->protocol, sizeof out->protocol, "image-quality:skimage:ssim=gauss1.5:range=%g:psnr_cap=%g", range, PSNR_CAP);
         rc = sb_result_add(out, "psnr", st[0].mean, stat_stderr(&st[0]), SB_HIGHER_IS_BETTER, "dB", err);
         if (rc == SB_OK) rc = sb_result_add(out, "ssim", st[1].mean, stat_stderr(&st[1]), SB_HIGHER_IS_BETTER, "", err);
         if (rc == SB_OK) rc = sb_result_add(out, "mse", st[2].mean, stat_stderr(&st[2]), SB_LOWER_IS_BETTER, "", err);
@@ -85,7 +85,7 @@ static int iq_run(const sb_model *m, const sb_params *p, const sb_run_ctx *ctx, 
 
 const sb_task sb_task_image_quality = {
     .abi = SB_PLUGIN_ABI,
-    .name = "image_quality",
+    .name = "image-quality",
     .summary = "full-reference image quality between two image sets: PSNR, SSIM (Gaussian window, as scikit-image) and MSE",
     .paper = {"Image Quality Assessment: From Error Visibility to Structural Similarity", NULL, "2004"},
     .params = iq_params,

@@ -56,3 +56,20 @@ if [ $rc -eq 1 ] && grep -q "sparsity=0.95 leaves no dimension of d_model 64" "$
 else
     echo "FAIL slicegpt_no_width_left_refused: exit $rc: $(tail -1 "$tmp/bad.err")"
 fi
+# the CUDA forward runs the sliced model (narrow stream, shortcut matrices): the
+# 25% model's perplexity there matches the CPU's within 0.1%
+if "$sb" list backends | grep -q "not in this build"; then
+    echo "SKIP slicegpt_cuda_matches_cpu: built without CUDA"
+else
+    "$sb" eval --model tests/reference/tasks/model --task perplexity --data "$data" --seq 64 --protocol gptq \
+        --backend cuda --method slicegpt --method-param sparsity=0.25 --method-param "data=$data" \
+        --method-param n_samples=4 --method-param seq_len=32 --out "$tmp/cuda" >/dev/null 2>"$tmp/cuda.err"
+    cuda=$(grep -o '"ppl":{"value":[-0-9.e+]*' "$tmp/cuda/runs.jsonl" 2>/dev/null | sed 's/.*://')
+    if grep -q "no CUDA device" "$tmp/cuda.err"; then
+        echo "SKIP slicegpt_cuda_matches_cpu: no CUDA device"
+    elif awk -v a="$s25" -v b="$cuda" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= 1e-3 * a) }'; then
+        echo "PASS slicegpt_cuda_matches_cpu"
+    else
+        echo "FAIL slicegpt_cuda_matches_cpu: CPU $s25, CUDA $cuda: $(tail -1 "$tmp/cuda.err")"
+    fi
+fi

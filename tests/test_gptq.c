@@ -424,6 +424,44 @@ static void case_method(sb_model *m, sb_pool *pool) {
     test_end();
 }
 
+static bool stats_equal(const sb_linear_stats *a, const sb_linear_stats *b) {
+    size_t c = (size_t)a->cols;
+    return a->cols == b->cols && a->n_seqs == b->n_seqs && a->n_rows == b->n_rows &&
+           !memcmp(a->h, b->h, sizeof(double) * c * c) && !memcmp(a->mean, b->mean, sizeof(double) * c) &&
+           !memcmp(a->absmax, b->absmax, sizeof(double) * c) && !memcmp(a->sum, b->sum, sizeof(double) * c);
+}
+
+/* All seven linears of a block in one pass (q, k, v and gate, up share
+ * their inputs, so the service accumulates those once and copies) give the
+ * same bits as each linear alone in its own pass. */
+static void case_shared_stats(const sb_model *m, sb_pool *pool) {
+    test_begin("calib_shared_inputs_same_stats_as_alone");
+    sb_err err = {0};
+    sb_calib_set set;
+    sb_calib_run *run = NULL;
+    sb_calib_config cc = {.path = TASKS "/text.raw", .n_samples = 3, .seq_len = 32, .seed = 0};
+    sb_run_ctx ctx = {.pool = pool};
+    sb_linear_stats all[7], one;
+    memset(all, 0, sizeof all);
+    memset(&one, 0, sizeof one);
+    int rc = sb_calib_draw(m->tokenizer, &cc, &set, &err), n = 0;
+    if (!rc) rc = sb_calib_run_new(m, &set, &ctx, &run, &err);
+    for (int i = 0; !rc && i < 7; i++, n++) rc = sb_linear_stats_init(&all[i], lin_at((sb_model *)m, 0, i), &err);
+    if (!rc) rc = sb_calib_run_block(run, all, 7, &err);
+    for (int i = 0; !rc && i < 7; i++) {
+        rc = sb_linear_stats_init(&one, lin_at((sb_model *)m, 0, i), &err);
+        if (!rc) rc = sb_calib_run_block(run, &one, 1, &err);
+        if (!rc) test_expect(stats_equal(&all[i], &one) && one.n_rows > 0, "linear %d: shared statistics differ from its own", i);
+        sb_linear_stats_free(&one);
+    }
+    test_expect(rc == SB_OK, "%s", err.msg);
+    test_expect(n == 7 && !stats_equal(&all[0], &all[3]), "q and o see different inputs");
+    for (int i = 0; i < n; i++) sb_linear_stats_free(&all[i]);
+    sb_calib_run_free(run);
+    sb_calib_set_free(&set);
+    test_end();
+}
+
 /* Every block linear of m decoded to f32, concatenated (NULL on failure). */
 static float *decode_all(sb_model *m, size_t *n_out) {
     size_t n = 0;
@@ -538,6 +576,7 @@ int main(void) {
         case_stats(m, pool);
         case_method(m, pool);
         case_refusals(m, pool);
+        case_shared_stats(m, pool);
     }
     case_thread_counts();
     sb_model_free(m);

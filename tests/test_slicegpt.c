@@ -19,8 +19,9 @@
  * a sliced model decodes token by token through the KV cache to the logits
  * of its full pass; the runner's snapshot restores the dense model bit for
  * bit; slicegpt then gptq works (GPTQ calibrates the narrower linears);
- * refusals (Gemma 3's post-branch norms, no width left, an earlier step
- * compressed the weights, training a sliced model) are SB_EINPUT naming
+ * refusals (Gemma 3's post-branch norms, image models, no width left, an
+ * earlier step compressed the weights, slicing twice, LoRC after slicing,
+ * training a sliced model) are SB_EINPUT naming
  * the reason, with the model unchanged. */
 #include <math.h>
 #include <stdio.h>
@@ -466,6 +467,15 @@ static void test_refusals(sb_pool *pool) {
         test_expect(!sb_model_is_sliced(m) && m->tied_head == true, "gemma3 was changed by the refusal");
     }
     sb_calib_set_free(&set);
+    unload(m, snap);
+    m = NULL;
+    snap = NULL;
+    if (test_expect(load("tests/reference/vit/vit", &m, &snap, &err) == SB_OK, "load vit: %s", err.msg)) {
+        sb_calib_set one = {.n_samples = 1, .seq_len = 2, .tokens = (int32_t[]){0, 1}};
+        err = (sb_err){0};
+        int rc = slice(m, pool, &one, 0.25, false, NULL, &err);
+        test_expect(rc == SB_EINPUT && strstr(err.msg, "image model"), "vit: rc %d, %s", rc, err.msg);
+    }
     unload(m, snap);
     m = NULL;
     snap = NULL;

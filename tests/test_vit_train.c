@@ -67,7 +67,7 @@ static void test_gradient_check(void) {
     sb_err err = {0};
     batch b;
     make_batch(&b, 3, tiny.image, tiny.channels);
-    if (test_expect(sb_vit_new(&tiny, 7, 4, NULL, &vm, &err) == SB_OK, "%s", err.msg)) {
+    if (test_expect(sb_vit_model_new(&tiny, 7, 4, NULL, &vm, &err) == SB_OK, "%s", err.msg)) {
         /* weights far from initialisation, so no term is negligible */
         for (int64_t i = 0; i < vm->opt.n_params; i++) vm->opt.param_mem[i] += (float)(0.4 * rnd());
         sb_vit_zero_grad(vm);
@@ -111,7 +111,7 @@ static void test_gradient_check(void) {
         printf("# worst relative error %.2g (%s) over %d tensors\n", worst, worst_name, vm->opt.n_tensors);
     }
     free_batch(&b, 3);
-    sb_vit_free(vm);
+    sb_vit_model_free(vm);
     test_end();
 }
 
@@ -181,7 +181,7 @@ static void test_pytorch(void) {
     }
     sb_store_free(&st);
     cJSON_Delete(want);
-    sb_vit_free(vm);
+    sb_vit_model_free(vm);
     test_end();
 }
 
@@ -190,7 +190,7 @@ static sb_vit_model *train_steps(uint64_t seed, int n, sb_pool *pool, batch *b) 
     sb_vit_model *vm = NULL;
     sb_err err = {0};
     sb_adamw opt;
-    if (!test_expect(sb_vit_new(&tiny, seed, 4, pool, &vm, &err) == SB_OK, "%s", err.msg)) return NULL;
+    if (!test_expect(sb_vit_model_new(&tiny, seed, 4, pool, &vm, &err) == SB_OK, "%s", err.msg)) return NULL;
     sb_adamw_init(&opt, &vm->opt, 0.05, &err);
     for (int s = 0; s < n; s++) {
         double loss;
@@ -232,7 +232,7 @@ static void test_train_export(void) {
             double diff = test_max_abs_diff(x->logits, back->logits, 16), scale = test_max_abs(x->logits, 16);
             test_expect(diff <= (bf16 ? 0.05 : 1e-5) * scale, "%s reload: logits differ by %.3g (max %.3g)",
                         bf16 ? "bf16" : "f32", diff, scale);
-            sb_vit_free(back);
+            sb_vit_model_free(back);
         }
         char path[128];
         snprintf(path, sizeof path, "%s/config.json", dir);
@@ -249,9 +249,9 @@ static void test_train_export(void) {
         }
         rmdir(dir);
     }
-    sb_vit_free(a);
-    sb_vit_free(x);
-    sb_vit_free(y);
+    sb_vit_model_free(a);
+    sb_vit_model_free(x);
+    sb_vit_model_free(y);
     sb_pool_free(pool);
     free_batch(&b, 4);
     test_end();
@@ -300,7 +300,7 @@ static void test_builtin(void) {
     }
     cJSON_Delete(want);
     sb_image_set_free(set);
-    sb_vit_free(vm);
+    sb_vit_model_free(vm);
     test_end();
 }
 

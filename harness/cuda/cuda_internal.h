@@ -1,0 +1,149 @@
+/* cuda_internal.h - what the CUDA backend's files share (C++, device side).
+ *
+ * Error checking: every CUDA runtime and cuBLAS call goes through
+ * cuda_ok / cublas_ok, which turn a failure into an sb_err naming the call
+ * site; a failed allocation becomes a clear "out of device memory" error
+ * (SB_EINPUT: the run asked for more than the device has), so the runner
+ * records that run as failed and the sweep goes on. */
+#ifndef SB_CUDA_INTERNAL_H
+#define SB_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+/* The harness's C headers, with C linkage for this C++ code. */
+extern "C" {
+#include "error.h"
+#include "format_lowrank.h"
+#include "format_qint.h"
+#include "format_sparse.h"
+#include "forward.h"
+#include "measure.h"
+#include "model.h"
+}
+#include "backend_cuda.h"
+
+struct sb_cuda_ctx {
+    int device;
+    bool tf32;
+    cublasHandle_t blas;
+    cudaEvent_t ev_start, ev_stop;
+    int64_t alloc_bytes, alloc_peak;
+    double kernel_s;
+    int64_t forward_calls;
+    sb_cuda_info info;
+};
+
+/* Turns a CUDA error into an sb_err; returns SB_OK when e == cudaSuccess. */
+int cuda_ok(cudaError_t e, const char *file, int line, sb_err *err);
+int cublas_ok(cublasStatus_t st, const char *file, int line, sb_err *err);
+
+/* Device allocations, counted for the high-water mark. what names the buffer in errors. */
+int cuda_alloc(sb_cuda_ctx *c, void **p, size_t bytes, const char *what, sb_err *err);
+void cuda_free(sb_cuda_ctx *c, void *p, size_t bytes);
+int cuda_upload(sb_cuda_ctx *c, void **dst, const void *src, size_t bytes, const char *what, sb_err *err);
+
+/* ---- weights on the device -------------------------------------------------- */
+
+typedef enum { DW_F32, DW_F16, DW_BF16, DW_QINT, DW_SPARSE, DW_LOWRANK } dev_weight_kind;
+
+typedef struct dev_linear {
+    dev_weight_kind kind;
+    int64_t rows, cols;
+    void *w;            /* dense [rows, cols] of the kind's dtype, or the qint / sparse payload */
+    size_t w_bytes;
+    bool shares_w;      /* w belongs to another dev_linear (a tied head) */
+    float *bias;        /* [rows] or NULL */
+    sb_qint_layout q;   /* DW_QINT */
+    sb_sparse_layout sp; /* DW_SPARSE (csr or n:m) */
+    /* DW_LOWRANK: W_c + B·A, W_c in its own device form, B [rows, rank] and A [rank, cols] f32 */
+    struct dev_linear *inner;
+    float *A, *B;
+    int rank;
+} dev_linear;
+
+typedef struct dev_norm {
+    float *weight, *bias;   /* [n] or NULL */
+    int64_t n;
+    int mean_width;         /* sb_norm's: the divisor of a sliced stream, or 0 */
+} dev_norm;
+
+typedef struct dev_block {
+    dev_norm attn_norm, mlp_norm, post_attn_norm, post_mlp_norm, q_norm, k_norm;
+    dev_linear wq, wk, wv, wo, w_gate, w_up, w_down;
+    dev_linear attn_shortcut, mlp_shortcut;   /* SliceGPT's residual maps, absent (w NULL) unless sliced */
+    float *rope_inv_freq;   /* [rot/2], or NULL with learned positions */
+} dev_block;
+
+struct sb_cuda_model {
+    sb_cuda_ctx *ctx;
+    const sb_model *m;
+    dev_linear tok_embd, head;
+    float *pos_embd;        /* [n_pos_rows, d] or NULL */
+    dev_block *blocks;
+    dev_norm final_norm;
+    int64_t bytes;
+    int decoded_linears;
+    int64_t max_tile_elems; /* largest rows * cols of a qint or sparse linear: the decode tile */
+    int max_rank;           /* largest rank of a low-rank add-on: its scratch */
+};
+
+/* y[R, rows] = x[R, cols]·Wᵀ + b on the device. half_x: scratch of R * cols
+ * halves for 16-bit weights; tile: scratch of at least min(rows * cols, tile_elems)
+ * floats for qint decoding. */
+typedef struct gemm_scratch {
+    void *half_x;
+    float *tile;        /* decoded rows of a qint or sparse weight */
+    int64_t tile_elems;
+    float *lowrank_t;   /* [R, max_rank]: x·Aᵀ of a low-rank add-on */
+} gemm_scratch;
+
+int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y,
+                       gemm_scratch *scratch, sb_err *err);
+
+/* ---- kernels (kernels.cu); each returns the launch's status ------------------ */
+
+/* out[r] = norm(in[r]) over `width` values every `stride` floats; layer: LayerNorm, else RMS.
+ * Mean and mean square divide by div (the width, or a sliced stream's original width). */
+int k_norm(const float *in, float *out, const float *w, const float *b, int64_t n_rows, int width, int64_t stride,
+           bool layer, float eps, float div, sb_err *err);
+/* Rotates n_heads heads of head_dim in x[R, n_heads*head_dim]; row r is at position n_past + r % n_tok. */
+int k_rope(float *x, int64_t R, int n_heads, int head_dim, int rot_dim, bool pairs, const float *inv_freq,
+           int n_past, int n_tok, sb_err *err);
+/* a[i] = act(a[i]) (* mul[i] when mul). */
+int k_activate(float *a, const float *mul, int64_t n, int act, sb_err *err);
+int k_add(float *x, const float *y, int64_t n, sb_err *err);
+int k_add_bias(float *y, const float *bias, int64_t R, int64_t rows, sb_err *err);
+int k_softcap(float *x, int64_t n, float cap, sb_err *err);
+int k_to_half(const float *x, void *out, int64_t n, bool bf16, sb_err *err);
+/* x[r] = embed_scale * E[tokens[r]] (+ pos[n_past + r % n_tok + pos_offset]); E dense f32/f16/bf16. */
+int k_embed(const dev_linear *E, const int32_t *tokens, int64_t R, int d, float scale, const float *pos,
+            int pos_offset, int n_past, int n_tok, float *x, sb_err *err);
+
+typedef struct attn_args {
+    const float *q;              /* [R, nh*hd] */
+    const float *k_cache, *v_cache; /* [n_seq, max_ctx, nkv*hd] */
+    float *out;                  /* [R, nh*hd] */
+    int n_seq, n_tok, n_past, max_ctx;
+    int n_head, n_kv_head, head_dim, window;
+    float scale, softcap;
+    bool bidirectional;          /* every query sees every position of the call (encoders) */
+} attn_args;
+
+enum { ATTN_MAX_HEAD_DIM = 256 };
+/* Causal attention with an online softmax: no score matrix is ever stored. */
+int k_attention(const attn_args *a, sb_err *err);
+
+/* qint: rows [row0, row0 + n_rows) of W as f32 into tile[n_rows, cols]. */
+int k_qint_decode(const dev_linear *w, int64_t row0, int64_t n_rows, float *tile, sb_err *err);
+enum { QINT_GEMV_MAX_ROWS = 4 };
+/* y[R, rows] = x[R, cols]·Wᵀ for R <= QINT_GEMV_MAX_ROWS, straight from the packed codes. */
+int k_qint_gemv(const dev_linear *w, const float *x, int R, float *y, sb_err *err);
+/* The same two for csr and n:m payloads (layout in format_sparse.h). */
+int k_sparse_decode(const dev_linear *w, int64_t row0, int64_t n_rows, float *tile, sb_err *err);
+int k_sparse_gemv(const dev_linear *w, const float *x, int R, float *y, sb_err *err);
+
+#define CUDA_OK(call, err) cuda_ok((call), __FILE__, __LINE__, (err))
+#define CUBLAS_OK(call, err) cublas_ok((call), __FILE__, __LINE__, (err))
+
+#endif
