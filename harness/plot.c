@@ -67,10 +67,71 @@ static const char *direction_text(sb_direction d) {
     return d == SB_LOWER_IS_BETTER ? "lower is better" : d == SB_HIGHER_IS_BETTER ? "higher is better" : "";
 }
 
-/* The label of a row in a plot: the method with its parameters, and the
- * backend and seed where the report shows them (they tell rows apart). */
+/* Steps of a composed method in a report label: "gptq(...) + eora(...)". */
+static const char STEP_SEP[] = ") + ";
+
+/* The value of parameter `key` in step `step` of a method label
+ * "a(k=v,...) + b(...)" (the report's row label), as a pointer to its first character (length in
+ * *len), or NULL when that step has no such parameter. */
+static const char *label_param(const char *label, int step, const char *key, size_t key_len, size_t *len) {
+    const char *s = label;
+    for (int i = 0; i < step && s; i++) s = strstr(s, STEP_SEP), s = s ? s + strlen(STEP_SEP) : NULL;
+    const char *open = s ? strchr(s, '(') : NULL, *end = s ? strstr(s, STEP_SEP) : NULL;
+    for (const char *p = open; p && *p && (!end || p < end); p = strchr(p + 1, ',')) {
+        const char *k = p + 1;
+        if (strncmp(k, key, key_len) == 0 && k[key_len] == '=') {
+            *len = strcspn(k + key_len + 1, ",)");
+            return k + key_len + 1;
+        }
+        if (!strchr(p + 1, ',')) break;
+    }
+    return NULL;
+}
+
+/* Whether another row of the same model and method (the same steps) sets this
+ * parameter differently: only such parameters tell variants apart. */
+static bool param_varies(const sb_report *r, const sb_report_row *row, int step, const char *key, size_t key_len,
+                         const char *value, size_t value_len) {
+    for (int i = 0; i < r->n_rows; i++) {
+        const sb_report_row *o = &r->rows[i];
+        if (o == row || strcmp(o->model, row->model) != 0 || strcmp(o->method_name, row->method_name) != 0) continue;
+        size_t len;
+        const char *v = label_param(o->method, step, key, key_len, &len);
+        if (!v || len != value_len || strncmp(v, value, len) != 0) return true;
+    }
+    return false;
+}
+
+/* "gptq(bits=2,group_size=64,...) + eora(rank=8,...)" -> "gptq(bits=2) + eora":
+ * each step's name and only the parameters in which it differs from other
+ * variants of the same method; the full labels are in the data files. */
+static void short_method_label(const sb_report *r, const sb_report_row *row, char *buf, size_t n) {
+    size_t used = 0;
+    buf[0] = 0;
+    const char *s = row->method;
+    for (int step = 0; s && *s && used + 1 < n; step++) {
+        const char *end = strstr(s, STEP_SEP), *open = strchr(s, '(');
+        size_t name_len = open && (!end || open < end) ? (size_t)(open - s) : end ? (size_t)(end - s) : strlen(s);
+        used += (size_t)snprintf(buf + used, n - used, "%s%.*s", step ? " + " : "", (int)name_len, s);
+        int shown = 0;
+        for (const char *p = open; p && (!end || p < end) && used + 1 < n; p = strchr(p + 1, ',')) {
+            const char *key = p + 1, *eq = strchr(key, '=');
+            if (!eq || (end && eq > end)) break;
+            size_t vlen = strcspn(eq + 1, ",)");
+            if (!param_varies(r, row, step, key, (size_t)(eq - key), eq + 1, vlen)) continue;
+            used += (size_t)snprintf(buf + used, n - used, "%s%.*s", shown++ ? "," : "(", (int)(eq - key + 1 + (long)vlen), key);
+        }
+        if (shown && used + 1 < n) used += (size_t)snprintf(buf + used, n - used, ")");
+        s = end ? end + strlen(STEP_SEP) : NULL;
+        if (used >= n) used = n - 1;
+    }
+}
+
+/* The label of a row in a plot: the method with the parameters that tell
+ * its variants apart, and the backend and seed where the report shows them. */
 static void row_label(const sb_report *r, const sb_report_row *row, char *buf, size_t n) {
-    int k = snprintf(buf, n, "%s", row->method);
+    short_method_label(r, row, buf, n);
+    int k = (int)strlen(buf);
     if (r->show_backend && k >= 0 && (size_t)k < n) k += snprintf(buf + k, n - (size_t)k, " [%s]", row->backend);
     if (r->show_seed && k >= 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, " seed=%g", row->seed);
 }

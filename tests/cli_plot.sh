@@ -55,14 +55,14 @@ if [ -z "$missing" ]; then pass plot_data_and_scripts; else fail plot_data_and_s
 # The data: the Pareto front, the dense reference, retention and MiB values.
 dat=$tmp/out_a/$ppl.dat
 if grep -q '^# runs: 0d01000000000001 1a01000000000001 2b01000000000003 3c01000000000005 4d01000000000007$' "$dat" &&
-    grep -q '^# dense reference: 16$' "$dat" && grep -q '^4.5 18 1.3 0 "rtn(bits=4,group=64)"$' "$dat" &&
+    grep -q '^# dense reference: 16$' "$dat" && grep -q '^4.5 18 1.3 0 "rtn(group=64)"$' "$dat" &&
     [ "$(sed -n '/^# index 1/,$p' "$dat" | grep -vc '^#')" -eq 2 ]; then pass plot_quality_data; else
     fail plot_quality_data "$(cat "$dat")"; fi
 if grep -q '^"method" "mc:acc" "mc:acc_norm" "perplexity:ppl"$' "$tmp/out_a/retention_llama-160m.dat" &&
-    grep -q '^"gptq(bits=4,calib=wikitext2 .raw.)" 96.77419355 96.875 92.75362319$' "$tmp/out_a/retention_llama-160m.dat"; then
+    grep -q '^"gptq(bits=4)" 96.77419355 96.875 92.75362319$' "$tmp/out_a/retention_llama-160m.dat"; then
     pass plot_retention_data; else fail plot_retention_data "$(cat "$tmp/out_a/retention_llama-160m.dat")"; fi
 if grep -q '^"dense" 312.8051758 858.3068848$' "$tmp/out_a/memory_llama-160m.dat" &&
-    grep -q '^"gptq(bits=4,calib=wikitext2 .raw.)" 12.5$' "$tmp/out_a/latency_llama-160m.dat"; then
+    grep -q '^"gptq(bits=4)" 12.5$' "$tmp/out_a/latency_llama-160m.dat"; then
     pass plot_bar_data; else fail plot_bar_data "$(cat "$tmp/out_a/memory_llama-160m.dat" "$tmp/out_a/latency_llama-160m.dat")"; fi
 if grep -q "^set ylabel 'accuracy (%)'$" "$tmp/out_a/quality_llama-160m_mc_acc.gp" &&
     grep -q "^set xlabel 'bits per weight'$" "$tmp/out_a/$ppl.gp" && grep -q '^dense = 16$' "$tmp/out_a/$ppl.gp"; then
