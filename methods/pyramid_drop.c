@@ -39,16 +39,7 @@ static int pd_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb_m
     r->count = pd_count;
     r->select = pd_select;
     r->wants_cls_probe = true;
-    rc = sb_token_stages(sb_param_str(p, "layers"), m->n_layer, r->name, r, err);
-    if (rc) {
-        free(r);
-        return rc;
-    }
-    m->reducer = r;
-    report->bits_per_weight = sb_model_bits_per_weight(m);
-    report->details = sb_token_report(m);
-    report->real_quant = true; /* the forward pass really runs fewer tokens (FLOPs counted from them) */
-    return SB_OK;
+    return sb_token_reducer_install(m, r, sb_param_str(p, "layers"), report, err);
 }
 
 static const sb_param_spec pd_params[] = {

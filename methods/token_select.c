@@ -92,3 +92,16 @@ cJSON *sb_token_report(const sb_model *m) {
     free(tokens);
     return d;
 }
+
+int sb_token_reducer_install(sb_model *m, sb_token_reducer *r, const char *layers, sb_method_report *report, sb_err *err) {
+    int rc = sb_token_stages(layers, m->n_layer, r->name, r, err);
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    m->reducer = r;
+    report->bits_per_weight = sb_model_bits_per_weight(m);
+    report->details = sb_token_report(m);
+    report->real_quant = true; /* the forward pass really runs fewer tokens (FLOPs counted from them) */
+    return SB_OK;
+}

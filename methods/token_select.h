@@ -22,5 +22,9 @@ void sb_token_top(const float *score, const bool *alive, int n_tok, int n_prefix
 int sb_token_reducer_new(const sb_model *m, const char *name, sb_token_reducer **out, sb_err *err);
 /* Method report: planned token counts per block and FLOPs against dense. */
 cJSON *sb_token_report(const sb_model *m);
+/* The last step of both methods' apply: stage boundaries from `layers`,
+ * then r becomes m's reducer (on failure r is freed) and the report says
+ * what the forward pass will run. */
+int sb_token_reducer_install(sb_model *m, sb_token_reducer *r, const char *layers, sb_method_report *report, sb_err *err);
 
 #endif

@@ -127,16 +127,7 @@ static int zt_apply(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb_m
     r->count = zt_count;
     r->select = zt_select;
     r->wants_attention = true;
-    rc = sb_token_stages(sb_param_str(p, "layers"), m->n_layer, r->name, r, err);
-    if (rc) {
-        free(r);
-        return rc;
-    }
-    m->reducer = r;
-    report->bits_per_weight = sb_model_bits_per_weight(m);
-    report->details = sb_token_report(m);
-    report->real_quant = true; /* the forward pass really runs fewer tokens (FLOPs counted from them) */
-    return SB_OK;
+    return sb_token_reducer_install(m, r, sb_param_str(p, "layers"), report, err);
 }
 
 static const sb_param_spec zt_params[] = {
