@@ -27,6 +27,19 @@ void sb_linear_forward(const sb_linear *w, const float *x, int64_t n_tok, float 
     }
 }
 
+int sb_linear_replace(sb_linear *lin, sb_linear *built, sb_err *err) {
+    if (lin->bias) {
+        built->bias = sb_malloc(err, sizeof(float) * (size_t)lin->rows);
+        if (!built->bias) {
+            sb_linear_free(built);
+            return SB_EINTERNAL;
+        }
+        memcpy(built->bias, lin->bias, sizeof(float) * (size_t)lin->rows);
+    }
+    *lin = *built;
+    return SB_OK;
+}
+
 void sb_linear_free(sb_linear *w) {
     if (w->free_owned) w->free_owned(w->owned);
     else free(w->owned);

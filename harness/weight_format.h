@@ -53,6 +53,11 @@ extern const sb_format sb_format_bf16;
 /* y = x·Wᵀ + b. */
 void sb_linear_forward(const sb_linear *w, const float *x, int64_t n_tok, float *y, sb_matmul_ctx *ctx);
 void sb_linear_free(sb_linear *w);
+/* What every compression method does last: *lin becomes `built` (a linear
+ * it just packed, without a bias) with a copy of lin's bias.  The old
+ * payload and bias belong to the model's snapshot and are never freed here.
+ * On failure `built` is freed and *lin is unchanged. */
+int sb_linear_replace(sb_linear *lin, sb_linear *built, sb_err *err);
 bool sb_linear_present(const sb_linear *w);
 uint64_t sb_linear_storage_bits(const sb_linear *w); /* weight and bias */
 

@@ -462,23 +462,13 @@ static int alloc_bufs(layer_bufs *b, int64_t rows, int64_t cols, int64_t n_group
     return b->w && b->q && b->codes && b->g_idx && b->scales && b->zeros && b->h ? SB_OK : SB_EINTERNAL;
 }
 
-/* Packs the result as format qint and replaces *lin (bias copied; the old
- * payload belongs to the model's snapshot and is never freed here). */
+/* Packs the result as format qint and replaces *lin. */
 static int replace_linear(sb_linear *lin, const layer_bufs *b, const sb_gptq_opts *o, sb_err *err) {
     int gs = o->group_size > 0 ? o->group_size : (int)lin->cols;
-    float *bias = NULL;
-    if (lin->bias && !(bias = sb_malloc(err, sizeof(float) * (size_t)lin->rows))) return SB_EINTERNAL;
     sb_linear out = {0};
     int rc = sb_qint_pack(lin->rows, lin->cols, gs, o->bits, NULL, b->codes, b->scales, o->sym ? NULL : b->zeros, &out,
                           err);
-    if (rc) {
-        free(bias);
-        return rc;
-    }
-    if (bias) memcpy(bias, lin->bias, sizeof(float) * (size_t)lin->rows);
-    out.bias = bias;
-    *lin = out;
-    return SB_OK;
+    return rc ? rc : sb_linear_replace(lin, &out, err);
 }
 
 static int quantize_one(gptq_run *g, int layer, int which, const sb_linear_stats *st, sb_err *err) {

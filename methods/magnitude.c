@@ -233,7 +233,7 @@ static uint64_t prune_nm(float *w, int64_t n_weights, int n, int m) {
     return (uint64_t)(n_weights / m) * (uint64_t)(m - n);
 }
 
-/* A new linear in the configured storage holding dense, with w's bias. */
+/* A new linear in the configured storage holding dense (no bias). */
 static int build_linear(const sb_linear *w, const float *dense, const prune_cfg *cfg, sb_linear *out, sb_err *err) {
     int rc;
     if (cfg->store == STORE_CSR) rc = sb_sparse_pack_csr(w->rows, w->cols, dense, out, err);
@@ -245,14 +245,7 @@ static int build_linear(const sb_linear *w, const float *dense, const prune_cfg 
         if (copy) memcpy(copy, dense, bytes);
         *out = (sb_linear){.fmt = &sb_format_f32, .rows = w->rows, .cols = w->cols, .data = copy, .owned = copy};
     }
-    if (rc || !w->bias) return rc;
-    out->bias = sb_malloc(err, sizeof(float) * (size_t)w->rows);
-    if (!out->bias) {
-        sb_linear_free(out);
-        return SB_EINTERNAL;
-    }
-    memcpy(out->bias, w->bias, sizeof(float) * (size_t)w->rows);
-    return SB_OK;
+    return rc;
 }
 
 /* Decodes, prunes and replaces one linear (the old payload is left to its
@@ -263,8 +256,7 @@ static int prune_linear(sb_linear *w, const prune_cfg *cfg, threshold *t, float 
     *removed += cfg->nm ? prune_nm(buf, n, cfg->n, cfg->m) : prune_below(buf, n, t);
     sb_linear fresh;
     int rc = build_linear(w, buf, cfg, &fresh, err);
-    if (!rc) *w = fresh;
-    return rc;
+    return rc ? rc : sb_linear_replace(w, &fresh, err);
 }
 
 /* k = round(sparsity x n). */

@@ -200,22 +200,12 @@ static void add_detail(pb_run *s, int layer, int which, const sb_linear_stats *s
     cJSON_AddItemToArray(s->layers, o);
 }
 
-/* Packs as format pbllm and replaces *lin (bias copied; the old payload
- * belongs to the model's snapshot and is never freed here). */
+/* Packs as format pbllm and replaces *lin. */
 static int replace_linear(sb_linear *lin, const layer_bufs *b, int gs, sb_err *err) {
-    float *bias = NULL;
-    if (lin->bias && !(bias = sb_malloc(err, sizeof(float) * (size_t)lin->rows))) return SB_EINTERNAL;
     sb_pbllm_parts parts = {lin->rows, lin->cols, gs, b->mask, b->signs, b->codes, b->scale8, b->zero8, b->alpha, b->mu};
     sb_linear out = {0};
     int rc = sb_pbllm_pack(&parts, &out, err);
-    if (rc) {
-        free(bias);
-        return rc;
-    }
-    if (bias) memcpy(bias, lin->bias, sizeof(float) * (size_t)lin->rows);
-    out.bias = bias;
-    *lin = out;
-    return SB_OK;
+    return rc ? rc : sb_linear_replace(lin, &out, err);
 }
 
 static int quantize_one(pb_run *s, int layer, int which, const sb_linear_stats *st, sb_err *err) {

@@ -83,10 +83,9 @@ static int quantize_linear(sb_linear *lin, int bits, int group_size, bool symmet
     int64_t rows = lin->rows, cols = lin->cols, gs = group_size ? group_size : cols;
     size_t n = (size_t)(rows * cols), n_scales = (size_t)(rows * (cols / gs));
     float *w = sb_malloc(err, sizeof(float) * n), *scales = sb_malloc(err, sizeof(float) * n_scales);
-    float *zeros = sb_malloc(err, sizeof(float) * n_scales), *bias = NULL;
+    float *zeros = sb_malloc(err, sizeof(float) * n_scales);
     uint8_t *codes = sb_malloc(err, n);
-    if (lin->bias) bias = sb_malloc(err, sizeof(float) * (size_t)rows);
-    int rc = w && scales && zeros && codes && (!lin->bias || bias) ? SB_OK : SB_EINTERNAL;
+    int rc = w && scales && zeros && codes ? SB_OK : SB_EINTERNAL;
     sb_linear out = {0};
     if (!rc) {
         lin->fmt->decode_rows(lin, 0, rows, w);
@@ -94,12 +93,7 @@ static int quantize_linear(sb_linear *lin, int bits, int group_size, bool symmet
         sb_pool_run(pool, rtn_rows, &j, (int)((rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK));
         rc = sb_qint_pack(rows, cols, (int)gs, bits, NULL, codes, scales, symmetric ? NULL : zeros, &out, err);
     }
-    if (!rc) {
-        if (bias) memcpy(bias, lin->bias, sizeof(float) * (size_t)rows);
-        out.bias = bias;
-        *lin = out; /* the old payload belongs to the model's snapshot: never freed here */
-    } else
-        free(bias);
+    if (!rc) rc = sb_linear_replace(lin, &out, err);
     free(w);
     free(scales);
     free(zeros);

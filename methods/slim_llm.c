@@ -407,21 +407,11 @@ static int gptq_reference_error(const slim_run *s, const sb_linear_stats *st, la
     return rc;
 }
 
-/* Packs as qint with per-group widths and replaces *lin (bias copied; the old
- * payload belongs to the model's snapshot and is never freed here). */
+/* Packs as qint with per-group widths and replaces *lin. */
 static int replace_linear(sb_linear *lin, const layer_bufs *b, int gs, sb_err *err) {
-    float *bias = NULL;
-    if (lin->bias && !(bias = sb_malloc(err, sizeof(float) * (size_t)lin->rows))) return SB_EINTERNAL;
     sb_linear out = {0};
     int rc = sb_qint_pack(lin->rows, lin->cols, gs, 0, b->group_bits, b->codes, b->scales, b->zeros, &out, err);
-    if (rc) {
-        free(bias);
-        return rc;
-    }
-    if (bias) memcpy(bias, lin->bias, sizeof(float) * (size_t)lin->rows);
-    out.bias = bias;
-    *lin = out;
-    return SB_OK;
+    return rc ? rc : sb_linear_replace(lin, &out, err);
 }
 
 typedef struct layer_result {
