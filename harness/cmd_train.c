@@ -3,8 +3,12 @@
  * Face folder the normal loader reads.
  *
  *   slimbench train --config train.json --data FILE --tokenizer DIR_OR_JSON --out DIR
- *                   [--valid FILE] [--dtype f32|bf16] [--threads N] [--quiet]
+ *                   [--valid FILE] [--dtype f32|bf16] [--threads N] [--init DIR] [--quiet]
  *
+ * --init DIR starts from the weights of a model folder instead of a random
+ * initialisation (a second training phase, or fine-tuning); its architecture
+ * and vocabulary must equal the config's and the tokenizer's, and the
+ * optimizer state starts fresh.
  * Config keys (all optional; defaults in train_defaults): d_model, n_layer,
  * n_head, n_kv_head, ff, max_positions, tied_head, seq_len, batch, steps,
  * lr, warmup, weight_decay, seed, eval_every, plus grad_clip, min_lr_frac,
@@ -247,6 +251,7 @@ typedef struct {
     sb_adamw opt;
     int32_t *in, *tg;
     cJSON *losses, *valid_losses;
+    const char *init;                 /* --init DIR or NULL */
 } trainer;
 
 static int maybe_eval(trainer *t, int step, sb_err *err) {
@@ -293,6 +298,7 @@ static int train_loop(trainer *t, double *wall, sb_err *err) {
 static cJSON *make_log(const trainer *t, int threads, double wall) {
     cJSON *log = cJSON_CreateObject();
     cJSON_AddNumberToObject(log, "seed", (double)t->cfg.seed);
+    if (t->init) cJSON_AddStringToObject(log, "init", t->init);
     cJSON_AddNumberToObject(log, "steps", t->cfg.steps);
     cJSON_AddItemToObject(log, "config", config_record(&t->cfg));
     cJSON_AddNumberToObject(log, "n_params", (double)t->tm->n_params);
@@ -303,6 +309,33 @@ static cJSON *make_log(const trainer *t, int threads, double wall) {
     cJSON_AddItemToObject(log, "loss", t->losses);
     cJSON_AddItemToObject(log, "valid_loss", t->valid_losses);
     return log;
+}
+
+/* The architecture fields a config and an --init model must agree on. */
+static int same_shape(const sb_train_shape *want, const sb_train_shape *got, const char *dir, sb_err *err) {
+    if (want->n_vocab != got->n_vocab)
+        return sb_err_set(err, SB_EINPUT, "--init %s: vocabulary of %d tokens, the tokenizer has %d", dir, got->n_vocab,
+                          want->n_vocab);
+    const char *name[] = {"d_model", "n_layer", "n_head", "n_kv_head", "ff"};
+    int a[] = {want->d_model, want->n_layer, want->n_head, want->n_kv_head, want->ff};
+    int b[] = {got->d_model, got->n_layer, got->n_head, got->n_kv_head, got->ff};
+    for (int i = 0; i < 5; i++)
+        if (a[i] != b[i])
+            return sb_err_set(err, SB_EINPUT, "--init %s: %s is %d, the config says %d", dir, name[i], b[i], a[i]);
+    if (want->tied_head != got->tied_head)
+        return sb_err_set(err, SB_EINPUT, "--init %s: tied_head is %s, the config says %s", dir,
+                          got->tied_head ? "true" : "false", want->tied_head ? "true" : "false");
+    return SB_OK;
+}
+
+/* --init: the model in t->init, decoded to f32, as the starting weights. */
+static int start_from(trainer *t, int B, int T, sb_pool *pool, sb_err *err) {
+    sb_model *m = NULL;
+    int rc = sb_model_load(t->init, &m, err);
+    if (!rc) rc = sb_train_model_from_model(m, B, T, pool, &t->tm, err);
+    sb_model_free(m);
+    if (rc) return sb_err_prefix(err, "--init %s", t->init);
+    return same_shape(&t->cfg.shape, &t->tm->shape, t->init, err);
 }
 
 static int run(trainer *t, const char *tok_path, const char *data, const char *valid, const char *out, bool bf16,
@@ -319,7 +352,8 @@ static int run(trainer *t, const char *tok_path, const char *data, const char *v
     if (!rc && (t->data.n < (size_t)T + 2 || (valid && t->valid.n < (size_t)T + 1)))
         rc = sb_err_set(err, SB_EINPUT, "need at least seq_len + 2 = %d tokens of text (have %zu)", T + 2, t->data.n);
     if (!rc) rc = sb_pool_new(threads, &pool, err);
-    if (!rc) rc = sb_train_model_new(&t->cfg.shape, t->cfg.seed, B, T, pool, &t->tm, err);
+    if (!rc && t->init) rc = start_from(t, B, T, pool, err);
+    else if (!rc) rc = sb_train_model_new(&t->cfg.shape, t->cfg.seed, B, T, pool, &t->tm, err);
     if (!rc) rc = sb_adamw_init(&t->opt, t->tm, t->cfg.weight_decay, err);
     t->in = rc ? NULL : sb_malloc(err, sizeof(int32_t) * (size_t)(B * T));
     t->tg = rc ? NULL : sb_malloc(err, sizeof(int32_t) * (size_t)(B * T));
@@ -346,7 +380,7 @@ static int run(trainer *t, const char *tok_path, const char *data, const char *v
 
 int sb_cmd_train(int argc, char **argv) {
     static const char *const with_value[] = {"--config", "--data", "--tokenizer", "--out", "--valid", "--dtype",
-                                             "--threads", NULL};
+                                             "--threads", "--init", NULL};
     static const char *const switches[] = {"--quiet", NULL};
     sb_err err = {0};
     if (sb_flags_check(argc, argv, with_value, switches, &err)) return sb_cli_fail(&err);
@@ -361,7 +395,8 @@ int sb_cmd_train(int argc, char **argv) {
         sb_err_set(&err, SB_EINPUT, "--dtype must be f32 or bf16");
         return sb_cli_fail(&err);
     }
-    trainer t = {.cfg = train_defaults(), .quiet = sb_flag_present(argc, argv, "--quiet")};
+    trainer t = {.cfg = train_defaults(), .quiet = sb_flag_present(argc, argv, "--quiet"),
+                 .init = sb_flag_value(argc, argv, "--init")};
     int rc = read_config(config, &t.cfg, &err);
     if (!rc)
         rc = run(&t, tok, data, sb_flag_value(argc, argv, "--valid"), out, dtype && strcmp(dtype, "bf16") == 0,

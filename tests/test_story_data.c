@@ -174,6 +174,48 @@ static void test_agreement_by_construction(void) {
     test_end();
 }
 
+/* A restated fact never contradicts its statement: "X's A is C" gives the
+ * same C wherever it appears in a story (the statement "Mia's dog is brown",
+ * the restatements "Mia's hat is red" and "The colour of Mia's dog is
+ * brown"), so a recall question has one right answer. */
+static void test_restatements_agree(void) {
+    test_begin("story_restatements_agree");
+    size_t len;
+    char *t = generate(11, 300, SB_STORY_TRAIN, &len);
+    int facts = 0;
+    for (const char *para = t; t && *para;) {
+        const char *stop = strstr(para, "\n\n");
+        size_t n = stop ? (size_t)(stop - para) : strlen(para);
+        /* every "X's A is C" of the story (not "The name of X's A is N"): one C per "X's A" */
+        char seen_key[16][48], seen_value[16][16];
+        int n_seen = 0;
+        for (const char *q = para; (q = strstr(q, "'s ")) && (size_t)(q - para) < n; q += 3) {
+            const char *name = q;
+            while (name > para && name[-1] != ' ') name--;
+            char key[48], noun[16], value[16];
+            bool named = name - para >= 8 && memcmp(name - 8, "name of ", 8) == 0;
+            if (named || sscanf(q + 3, "%15[a-z] is %15[a-z]", noun, value) != 2 || strcmp(value, "called") == 0) continue;
+            snprintf(key, sizeof key, "%.*s's %s", (int)(q - name), name, noun);
+            int i = 0;
+            while (i < n_seen && strcmp(seen_key[i], key) != 0) i++;
+            if (i == n_seen) { /* the first time: remember it */
+                if (n_seen < 16) {
+                    snprintf(seen_key[n_seen], sizeof seen_key[0], "%s", key);
+                    snprintf(seen_value[n_seen++], sizeof seen_value[0], "%s", value);
+                }
+                continue;
+            }
+            facts++;
+            test_expect(strcmp(seen_value[i], value) == 0, "'%s' is both %s and %s", key, seen_value[i], value);
+        }
+        para += n;
+        while (*para == '\n') para++;
+    }
+    test_expect(facts > 80, "only %d restated facts", facts); /* 112 for this seed */
+    free(t);
+    test_end();
+}
+
 /* ---- multiple choice --------------------------------------------------------------------------------------- */
 
 static void test_mc_set(sb_story_cue_kind kind, int want_choices) {
@@ -353,6 +395,7 @@ int main(void) {
     test_deterministic();
     test_splits();
     test_agreement_by_construction();
+    test_restatements_agree();
     test_mc_set(SB_STORY_CUE_AGREEMENT, 2);
     test_mc_set(SB_STORY_CUE_RECALL, 4);
     test_mc_set(SB_STORY_CUE_ARITHMETIC, 4);

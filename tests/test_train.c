@@ -326,6 +326,20 @@ static void check_pytorch(sb_pool *pool, const char *name) {
     ok = ok && test_expect(sb_train_forward(tm, in, tg, B, T, &loss, &err) == SB_OK, "%s", err.msg);
     if (!ok) goto done;
     sb_train_backward(tm);
+    /* A second pass over the same batch gives the same gradients: nothing the
+     * first backward left behind (scratch sums, caches) leaks into the next step. */
+    float *first = malloc(sizeof(float) * (size_t)tm->n_params);
+    if (!test_expect(first != NULL, "out of memory")) goto done;
+    memcpy(first, tm->grad_mem, sizeof(float) * (size_t)tm->n_params);
+    double loss2 = 0;
+    sb_train_zero_grad(tm);
+    ok = test_expect(sb_train_forward(tm, in, tg, B, T, &loss2, &err) == SB_OK, "%s", err.msg);
+    if (ok) sb_train_backward(tm);
+    int64_t differ = 0;
+    for (int64_t i = 0; ok && i < tm->n_params; i++) differ += first[i] != tm->grad_mem[i];
+    free(first);
+    test_expect(ok && loss2 == loss && differ == 0, "a second pass changed %lld gradients (loss %.9g, then %.9g)",
+                (long long)differ, loss, loss2);
     double dl = fabs(loss - ref_loss) / fabs(ref_loss);
     double dg = compare_with_file(tm, &grads, true, &where);
     printf("  pytorch %s: loss %.7f vs %.7f (rel %.2e), gradients max rel %.2e (%s)", name, loss, ref_loss, dl, dg,
@@ -538,6 +552,7 @@ int main(void) {
     check_gradients(pool, true, 2);
     check_pytorch(pool, "llama_gqa");
     check_pytorch(pool, "llama_tied");
+    check_pytorch(pool, "llama_long");
     corpus c = {0};
     test_begin("train_corpus");
     bool have = load_corpus(&c);

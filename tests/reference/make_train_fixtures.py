@@ -13,7 +13,7 @@ tests/reference/train/<name>/:
   fixture.json                     tokens, loss, and the optimizer settings
 
 loss = mean over the B*T positions of cross_entropy(logits[b, t], tokens[b, t + 1])
-on inputs tokens[:, :T].  AdamW: betas (0.9, 0.95), eps 1e-8, weight decay
+on inputs tokens[:, :T] (B = 2, T = 8; B = 4, T = 200 for llama_long).  AdamW: betas (0.9, 0.95), eps 1e-8, weight decay
 on matrices only (two parameter groups), no gradient clipping.  Weights are
 drawn wider than a fresh init (std 0.2, norm weights in [0.5, 1.5]) so every
 gradient is well away from zero.  Deterministic: CPU, one thread.
@@ -34,20 +34,25 @@ torch.use_deterministic_algorithms(True)
 transformers.logging.set_verbosity_error()
 
 LR, WD, BETAS, EPS = 1e-2, 0.1, (0.9, 0.95), 1e-8
-B, T = 2, 8
+B_DEFAULT, T_DEFAULT = 2, 8
 
 MODELS = {
     # GQA (2 query heads share 1 key-value head), separate head
     "llama_gqa": dict(tie_word_embeddings=False, num_attention_heads=2, num_key_value_heads=1),
     # multi-head attention, head tied to the embedding
     "llama_tied": dict(tie_word_embeddings=True, num_attention_heads=4, num_key_value_heads=4),
+    # the built-in model's head layout (6 query heads over 2 key-value heads, tied head) over a
+    # long sequence: attention and rotary gradients at distances up to 199 positions
+    "llama_long": dict(tie_word_embeddings=True, hidden_size=48, num_attention_heads=6, num_key_value_heads=2,
+                       head_dim=8, max_position_embeddings=256, T=200, B=4),
 }
 
 
 def build(name, extra, seed):
-    cfg = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
-                      max_position_embeddings=32, rms_norm_eps=1e-5, rope_theta=10000.0,
-                      hidden_act="silu", attention_bias=False, mlp_bias=False, **extra)
+    shape = dict(vocab_size=40, hidden_size=16, intermediate_size=24, num_hidden_layers=2, max_position_embeddings=32)
+    shape.update({k: v for k, v in extra.items() if k not in ("T", "B")})
+    cfg = LlamaConfig(rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", attention_bias=False, mlp_bias=False,
+                      **shape)
     cfg._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg).float().eval()
@@ -61,6 +66,7 @@ def build(name, extra, seed):
 
 
 def loss_of(model, tokens):
+    T = tokens.shape[1] - 1
     logits = model(input_ids=tokens[:, :T]).logits.float()
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
 
@@ -72,6 +78,7 @@ def main():
         model = build(name, extra, seed=100 + i)
         model.save_pretrained(d, safe_serialization=True)
         g = torch.Generator().manual_seed(7 + i)
+        T, B = extra.get("T", T_DEFAULT), extra.get("B", B_DEFAULT)
         tokens = torch.randint(0, 40, (B, T + 1), generator=g)
         loss = loss_of(model, tokens)
         loss.backward()
