@@ -423,16 +423,11 @@ int sb_session_embed(sb_session *s, const int32_t *tokens, int n_tok, float *x_o
 int sb_session_forward_blocks(sb_session *s, const float *x_in, int n_tok, int layer0, int layer1, float *x_out,
                               sb_err *err) {
     if (s->cuda) return sb_cuda_session_forward_blocks(s->cuda, x_in, n_tok, layer0, layer1, x_out, err);
+    int64_t w_in, w_out;
     int rc = check_call(s, n_tok, err);
+    if (!rc) rc = sb_model_block_range(s->m, layer0, layer1, &w_in, &w_out, err);
     if (rc) return rc;
-    if (layer0 < 0 || layer1 > s->m->n_layer || layer0 > layer1)
-        return sb_err_set(err, SB_EINTERNAL, "block range [%d, %d) outside the model's %d blocks", layer0, layer1,
-                          s->m->n_layer);
-    const sb_model *m = s->m;
     int64_t R = (int64_t)s->n_seq * n_tok;
-    /* the stream's width where it enters and leaves (blocks may narrow it) */
-    int64_t w_in = layer0 < m->n_layer ? sb_block_width_in(&m->blocks[layer0]) : m->head.cols;
-    int64_t w_out = layer1 > layer0 ? sb_block_width_out(&m->blocks[layer1 - 1], m->parallel_residual) : w_in;
     memmove(s->x, x_in, sizeof(float) * (size_t)(R * w_in));
     s->rope_for = NULL;
     for (int l = layer0; l < layer1; l++) run_block(s, l, n_tok, R);

@@ -195,12 +195,7 @@ int sb_load_gguf(const char *path, sb_model *m, sb_err *err) {
     if (!rc) rc = sb_store_check_all_used(&st, m->arch, NULL, err);
     if (!rc && sb_gguf_find(&g, "tokenizer.ggml.model")) rc = sb_tokenizer_load_gguf(&g, &m->tokenizer, err);
     if (!rc) rc = sb_store_keep_file(&st, &g.file, err); /* the weights point into the mapping */
-    if (!rc) {
-        m->files = st.files;
-        m->n_files = st.n_files;
-        st.files = NULL;
-        st.n_files = 0;
-    }
+    if (!rc) sb_store_give_files(&st, &m->files, &m->n_files);
     sb_store_free(&st);
     free(arch);
     sb_gguf_close(&g);

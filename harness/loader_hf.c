@@ -470,12 +470,7 @@ int sb_load_hf(const char *dir, sb_model *m, sb_err *err) {
     if (!rc) rc = ad->build(&x);
     if (!rc) rc = sb_store_check_all_used(&st, m->arch, ignorable_suffixes, err);
     if (!rc) rc = load_tokenizer(dir, m, err);
-    if (!rc) {
-        m->files = st.files; /* the weights point into these mappings */
-        m->n_files = st.n_files;
-        st.files = NULL;
-        st.n_files = 0;
-    }
+    if (!rc) sb_store_give_files(&st, &m->files, &m->n_files);
     sb_store_free(&st);
     sb_hf_config_close(&cfg);
     return rc;

@@ -280,12 +280,7 @@ int sb_load_vit(const char *dir, sb_model *m, sb_err *err) {
     if (!rc) rc = read_labels(&cfg, v, err);
     if (!rc) rc = read_preprocess(dir, v, &v->pre, err);
     if (!rc) rc = sb_store_check_all_used(&st, m->arch, NULL, err);
-    if (!rc) {
-        m->files = st.files;
-        m->n_files = st.n_files;
-        st.files = NULL;
-        st.n_files = 0;
-    }
+    if (!rc) sb_store_give_files(&st, &m->files, &m->n_files);
     sb_store_free(&st);
     sb_hf_config_close(&cfg);
     return rc;

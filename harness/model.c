@@ -62,6 +62,15 @@ int64_t sb_block_width_mid(const sb_block *b) { return b->wo.rows; }
 int64_t sb_block_width_out(const sb_block *b, bool parallel_residual) {
     return parallel_residual ? b->wo.rows : b->w_down.rows;
 }
+int sb_model_block_range(const sb_model *m, int layer0, int layer1, int64_t *w_in, int64_t *w_out, sb_err *err) {
+    if (layer0 < 0 || layer1 > m->n_layer || layer0 > layer1)
+        return sb_err_set(err, SB_EINTERNAL, "block range [%d, %d) outside the model's %d blocks", layer0, layer1,
+                          m->n_layer);
+    *w_in = layer0 < m->n_layer ? sb_block_width_in(&m->blocks[layer0]) : m->head.cols;
+    *w_out = layer1 > layer0 ? sb_block_width_out(&m->blocks[layer1 - 1], m->parallel_residual) : *w_in;
+    return SB_OK;
+}
+
 /* Image models have no token embedding: their stream starts at the patch embedding's width. */
 int64_t sb_model_embed_width(const sb_model *m) { return m->vision ? m->vision->patch.rows : m->tok_embd.cols; }
 

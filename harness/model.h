@@ -110,6 +110,9 @@ int64_t sb_block_width_in(const sb_block *b);
 int64_t sb_block_width_mid(const sb_block *b);
 int64_t sb_block_width_out(const sb_block *b, bool parallel_residual);
 int64_t sb_model_embed_width(const sb_model *m);
+/* Checks that blocks [layer0, layer1) exist and gives the stream's width where
+ * it enters and leaves them (blocks may narrow it). */
+int sb_model_block_range(const sb_model *m, int layer0, int layer1, int64_t *w_in, int64_t *w_out, sb_err *err);
 /* True when some stream is narrower than d_model or a shortcut exists. */
 bool sb_model_is_sliced(const sb_model *m);
 

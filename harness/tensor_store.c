@@ -37,6 +37,13 @@ int sb_store_keep_file(sb_tensor_store *st, sb_mapped_file *f, sb_err *err) {
     return SB_OK;
 }
 
+void sb_store_give_files(sb_tensor_store *st, sb_mapped_file **files, int *n_files) {
+    *files = st->files;
+    *n_files = st->n_files;
+    st->files = NULL;
+    st->n_files = 0;
+}
+
 const sb_tensor_ref *sb_store_find(const sb_tensor_store *st, const char *name) {
     for (int i = 0; i < st->n; i++)
         if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];

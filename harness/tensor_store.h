@@ -38,6 +38,9 @@ void sb_store_free(sb_tensor_store *st);
 int sb_store_add(sb_tensor_store *st, const sb_tensor_ref *t, sb_err *err); /* copies t, takes name */
 /* Keeps a mapping alive for as long as the store (then the model) lives. */
 int sb_store_keep_file(sb_tensor_store *st, sb_mapped_file *f, sb_err *err);
+/* Moves the kept mappings out to *files / *n_files (the model's, whose weights
+ * point into them); the store no longer unmaps them. */
+void sb_store_give_files(sb_tensor_store *st, sb_mapped_file **files, int *n_files);
 
 const sb_tensor_ref *sb_store_find(const sb_tensor_store *st, const char *name);
 bool sb_store_has(const sb_tensor_store *st, const char *name);

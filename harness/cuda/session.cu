@@ -400,16 +400,11 @@ extern "C" int sb_cuda_session_embed(sb_cuda_session *s, const int32_t *tokens, 
 
 extern "C" int sb_cuda_session_forward_blocks(sb_cuda_session *s, const float *x_in, int n_tok, int layer0, int layer1,
                                               float *x_out, sb_err *err) {
+    int64_t w_in, w_out;
     int rc = check_call(s, n_tok, err);
+    if (!rc) rc = sb_model_block_range(s->m, layer0, layer1, &w_in, &w_out, err);
     if (rc) return rc;
-    if (layer0 < 0 || layer1 > s->m->n_layer || layer0 > layer1)
-        return sb_err_set(err, SB_EINTERNAL, "block range [%d, %d) outside the model's %d blocks", layer0, layer1,
-                          s->m->n_layer);
-    const sb_model *m = s->m;
     int64_t R = (int64_t)s->n_seq * n_tok;
-    /* the stream's width where it enters and leaves (blocks may narrow it) */
-    int64_t w_in = layer0 < m->n_layer ? sb_block_width_in(&m->blocks[layer0]) : m->head.cols;
-    int64_t w_out = layer1 > layer0 ? sb_block_width_out(&m->blocks[layer1 - 1], m->parallel_residual) : w_in;
     rc = CUDA_OK(cudaMemcpy(s->x, x_in, sizeof(float) * (size_t)(R * w_in), cudaMemcpyHostToDevice), err);
     for (int l = layer0; !rc && l < layer1; l++) rc = run_block(s, l, n_tok, R, err);
     if (!rc) rc = CUDA_OK(cudaMemcpy(x_out, s->x, sizeof(float) * (size_t)(R * w_out), cudaMemcpyDeviceToHost), err);
