@@ -316,15 +316,21 @@ static int same_shape(const sb_train_shape *want, const sb_train_shape *got, con
     if (want->n_vocab != got->n_vocab)
         return sb_err_set(err, SB_EINPUT, "--init %s: vocabulary of %d tokens, the tokenizer has %d", dir, got->n_vocab,
                           want->n_vocab);
-    const char *name[] = {"d_model", "n_layer", "n_head", "n_kv_head", "ff"};
-    int a[] = {want->d_model, want->n_layer, want->n_head, want->n_kv_head, want->ff};
-    int b[] = {got->d_model, got->n_layer, got->n_head, got->n_kv_head, got->ff};
-    for (int i = 0; i < 5; i++)
+    const char *name[] = {"d_model", "n_layer", "n_head", "n_kv_head", "ff", "max_positions"};
+    int a[] = {want->d_model, want->n_layer, want->n_head, want->n_kv_head, want->ff, want->max_positions};
+    int b[] = {got->d_model, got->n_layer, got->n_head, got->n_kv_head, got->ff, got->max_positions};
+    for (int i = 0; i < 6; i++)
         if (a[i] != b[i])
             return sb_err_set(err, SB_EINPUT, "--init %s: %s is %d, the config says %d", dir, name[i], b[i], a[i]);
     if (want->tied_head != got->tied_head)
         return sb_err_set(err, SB_EINPUT, "--init %s: tied_head is %s, the config says %s", dir,
                           got->tied_head ? "true" : "false", want->tied_head ? "true" : "false");
+    /* The model's config.json may hold these in float precision: equal to 1e-6 relative. */
+    const char *real_name[] = {"rope_theta", "rms_norm_eps"};
+    double x[] = {want->rope_theta, want->norm_eps}, y[] = {got->rope_theta, got->norm_eps};
+    for (int i = 0; i < 2; i++)
+        if (fabs(x[i] - y[i]) > 1e-6 * fabs(x[i]))
+            return sb_err_set(err, SB_EINPUT, "--init %s: %s is %g, the config says %g", dir, real_name[i], y[i], x[i]);
     return SB_OK;
 }
 

@@ -4,22 +4,8 @@
 # slimbench; exit status 2 with a message for bad flags.
 # Prints one line per case: PASS name | FAIL name: why.
 set -u
-sb=${SB_SLIMBENCH:-./slimbench}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-status=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; status=1; }
-
-# expect_error NAME PATTERN ARGS...: exit 2 and stderr matching PATTERN (grep -E)
-expect_error() {
-    local name=$1 pattern=$2; shift 2
-    "$sb" data "$@" >/dev/null 2>"$tmp/err"
-    local rc=$?
-    if [ "$rc" -ne 2 ]; then fail "$name" "exit $rc, want 2 ($(head -c 200 "$tmp/err"))"
-    elif ! grep -qE -- "$pattern" "$tmp/err"; then fail "$name" "message '$(head -c 200 "$tmp/err")' lacks /$pattern/"
-    else pass "$name"; fi
-}
+. "$(dirname "$0")/lib_cli.sh"
+cli_subcommand="data"
 
 if "$sb" data corpus --out "$tmp/a" --stories 200 --seed 3 >/dev/null 2>"$tmp/err" &&
     "$sb" data corpus --out "$tmp/b" --stories 200 --seed 3 >/dev/null 2>&1 &&

@@ -3,13 +3,9 @@
 # and prints counts per class; bad files exit 2 with a message naming the file.
 # Prints one line per case: PASS name | FAIL name: why.
 set -u
-sb=${SB_SLIMBENCH:-./slimbench}
+. "$(dirname "$0")/lib_cli.sh"
 ref=tests/reference/images
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-status=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; status=1; }
+cli_subcommand="data images"
 
 # expect_ok NAME PATTERN ARGS...: exit 0 and stdout matching PATTERN
 expect_ok() {
@@ -18,16 +14,6 @@ expect_ok() {
     elif ! grep -qE -- "$pattern" "$tmp/out"; then fail "$name" "output '$(head -c 200 "$tmp/out")' lacks /$pattern/"
     else pass "$name"; fi
 }
-# expect_error NAME PATTERN ARGS...: exit 2 and stderr matching PATTERN
-expect_error() {
-    local name=$1 pattern=$2; shift 2
-    "$sb" data images "$@" >/dev/null 2>"$tmp/err"
-    local rc=$?
-    if [ "$rc" -ne 2 ]; then fail "$name" "exit $rc, want 2 ($(head -c 200 "$tmp/err"))"
-    elif ! grep -qE -- "$pattern" "$tmp/err"; then fail "$name" "message '$(head -c 200 "$tmp/err")' lacks /$pattern/"
-    else pass "$name"; fi
-}
-
 expect_ok images_folder "5 images, 2 classes" "$ref/folder"
 expect_ok images_cifar10 "3 images, 10 classes, 32x32, 3 channels" "$ref/cifar10/data_batch_1.bin"
 expect_ok images_mnist "3 images, 10 classes, 4x5, 1 channel" "$ref/mnist/train-images-idx3-ubyte"

@@ -3,11 +3,9 @@
 # with a message naming the file and the reason for malformed tokenizers.
 # Prints one line per case: PASS name | FAIL name: why.
 set -u
-sb=${SB_SLIMBENCH:-./slimbench}
+. "$(dirname "$0")/lib_cli.sh"
+cli_subcommand="tokenize"
 vocab=tests/fixtures/vocab
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-status=0
 
 # expect_output NAME WANT ARGS...: exit 0 and stdout exactly WANT
 expect_output() {
@@ -17,16 +15,6 @@ expect_output() {
     local rc=$?
     if [ "$rc" -ne 0 ]; then echo "FAIL $name: exit $rc: $(head -c 200 "$tmp/err")"; status=1
     elif [ "$got" != "$want" ]; then echo "FAIL $name: got '$got', want '$want'"; status=1
-    else echo "PASS $name"; fi
-}
-
-# expect_error NAME PATTERN ARGS...: exit 2 and stderr matching PATTERN (grep -E)
-expect_error() {
-    local name=$1 pattern=$2; shift 2
-    "$sb" tokenize "$@" >/dev/null 2>"$tmp/err"
-    local rc=$?
-    if [ "$rc" -ne 2 ]; then echo "FAIL $name: exit $rc, want 2 ($(head -c 200 "$tmp/err"))"; status=1
-    elif ! grep -qE -- "$pattern" "$tmp/err"; then echo "FAIL $name: message '$(head -c 200 "$tmp/err")' lacks /$pattern/"; status=1
     else echo "PASS $name"; fi
 }
 

@@ -4,21 +4,8 @@
 # image sets exit 2 with a message naming the problem.
 # Prints one line per case: PASS name | FAIL name: why.
 set -u
-sb=${SB_SLIMBENCH:-./slimbench}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-status=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; status=1; }
-
-expect_error() {
-    local name=$1 pattern=$2; shift 2
-    "$sb" train-vit "$@" >/dev/null 2>"$tmp/err"
-    local rc=$?
-    if [ "$rc" -ne 2 ]; then fail "$name" "exit $rc, want 2 ($(head -c 200 "$tmp/err"))"
-    elif ! grep -qE -- "$pattern" "$tmp/err"; then fail "$name" "message '$(head -c 200 "$tmp/err")' lacks /$pattern/"
-    else pass "$name"; fi
-}
+. "$(dirname "$0")/lib_cli.sh"
+cli_subcommand="train-vit"
 
 cat >"$tmp/tiny.json" <<'JSON'
 {"patch": 8, "d_model": 16, "n_layer": 1, "n_head": 2, "ff": 32, "batch": 8, "steps": 3, "eval_every": 0}
