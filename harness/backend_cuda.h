@@ -64,6 +64,7 @@ typedef struct sb_cuda_stats {
     int64_t used_bytes;         /* cudaMemGetInfo: total - free, every process and the runtime included */
     double kernel_s;            /* device time of forward calls (CUDA events) since the last reset */
     int64_t forward_calls;
+    int64_t attention_mma_calls; /* attention calls that ran on the tensor cores (16-bit models) */
 } sb_cuda_stats;
 
 void sb_cuda_stats_get(sb_cuda_ctx *c, sb_cuda_stats *out);
@@ -93,6 +94,24 @@ void sb_cuda_session_set_observer(sb_cuda_session *s, sb_linear_observer fn, voi
 int sb_cuda_session_logits(sb_cuda_session *s, const float *x, int64_t n_rows, float *logits, sb_err *err);
 /* Attention capture is not done on the device: while on, calls fail saying so. */
 void sb_cuda_session_set_attention_capture(sb_cuda_session *s, bool on);
+
+/* Device time of forward calls by kind of operation, while profiling is on:
+ * every operation is bracketed by CUDA events (recorded without waiting, read
+ * at the end of each call), so the figures add up to the call's device time. */
+typedef enum {
+    SB_CUDA_OP_LINEAR,    /* the block linears (cuBLAS, qint and sparse kernels) */
+    SB_CUDA_OP_ATTENTION, /* the attention kernel */
+    SB_CUDA_OP_NORM,      /* every norm, the final one included */
+    SB_CUDA_OP_HEAD,      /* the head's product and the logits' copy to the host */
+    SB_CUDA_OP_OTHER,     /* embedding, rotary, activations, residual adds, KV-cache stores */
+    SB_CUDA_OP_N
+} sb_cuda_op;
+
+extern const char *const sb_cuda_op_names[SB_CUDA_OP_N];
+/* Turns profiling on (zeroing the sums) or off. */
+int sb_cuda_profile(sb_cuda_ctx *c, bool on, sb_err *err);
+/* Seconds per kind since profiling was turned on. */
+void sb_cuda_profile_get(const sb_cuda_ctx *c, double seconds[SB_CUDA_OP_N]);
 
 /* ---- benchmark helpers (cmd_bench.c) ------------------------------------- */
 

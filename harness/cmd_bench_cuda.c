@@ -71,40 +71,6 @@ static int parse(int argc, char **argv, cuda_bench_args *a, sb_err *err) {
     return rc;
 }
 
-/* Replaces an f32 linear by its bf16 rounding (owned), as a bf16 checkpoint would load. */
-static int to_bf16(sb_linear *w, sb_err *err) {
-    if (!w->fmt || w->fmt != &sb_format_f32) return SB_OK;
-    size_t n = (size_t)(w->rows * w->cols);
-    uint16_t *h = sb_malloc(err, n * sizeof *h);
-    if (!h) return SB_EINTERNAL;
-    const float *src = w->data;
-    for (size_t i = 0; i < n; i++) h[i] = sb_f32_to_bf16(src[i]);
-    sb_linear b = {&sb_format_bf16, w->rows, w->cols, h, h, w->bias, NULL};
-    w->bias = NULL;
-    sb_linear_free(w);
-    *w = b;
-    return SB_OK;
-}
-
-static int model_to_bf16(sb_model *m, sb_err *err) {
-    int rc = SB_OK;
-    for (int l = 0; !rc && l < m->n_layer; l++) {
-        sb_block *b = &m->blocks[l];
-        sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
-        for (size_t i = 0; !rc && i < sizeof lins / sizeof lins[0]; i++) rc = to_bf16(lins[i], err);
-    }
-    if (rc) return rc;
-    bool tied = m->head.data == m->tok_embd.data;
-    rc = to_bf16(&m->tok_embd, err);
-    if (!rc && tied) { /* the head shares the new table and owns nothing */
-        m->head.fmt = m->tok_embd.fmt;
-        m->head.data = m->tok_embd.data;
-    } else if (!rc) {
-        rc = to_bf16(&m->head, err);
-    }
-    return rc;
-}
-
 static double linear_flops(const sb_model *m, int n_tok, int head_rows) {
     double f = 0;
     for (int l = 0; l < m->n_layer; l++) {
@@ -143,6 +109,33 @@ static int time_full(const sb_model *m, const cuda_bench_args *a, float *logits,
     sb_session_free(s);
     free(tokens);
     return rc;
+}
+
+/* One more full pass with the device profile on: where its time goes. */
+static int print_breakdown(sb_cuda_ctx *c, const sb_model *m, const cuda_bench_args *a, float *logits, sb_err *err) {
+    sb_session *s;
+    int32_t *tokens = sb_malloc(err, sizeof(int32_t) * (size_t)a->seq);
+    int rc = tokens ? sb_session_new(m, NULL, 1, a->seq, a->seq, &s, err) : SB_EINTERNAL;
+    if (rc) {
+        free(tokens);
+        return rc;
+    }
+    for (int t = 0; t < a->seq; t++) tokens[t] = (int32_t)((t * 7919) % m->n_vocab);
+    rc = sb_cuda_profile(c, true, err);
+    if (!rc) rc = sb_session_forward(s, tokens, a->seq, a->seq - 1, logits, err);
+    double sec[SB_CUDA_OP_N], total = 0;
+    sb_cuda_profile_get(c, sec);
+    sb_cuda_profile(c, false, err);
+    sb_session_free(s);
+    free(tokens);
+    if (rc) return rc;
+    for (int i = 0; i < SB_CUDA_OP_N; i++) total += sec[i];
+    printf("breakdown       device time %.2f ms:", total * 1e3);
+    for (int i = 0; i < SB_CUDA_OP_N; i++) printf(" %s %.2f ms (%.0f%%)", sb_cuda_op_names[i], sec[i] * 1e3, 100 * sec[i] / total);
+    printf("\n                linears %.1f TFLOP/s, attention %.1f TFLOP/s\n",
+           linear_flops(m, a->seq, 0) / sec[SB_CUDA_OP_LINEAR] / 1e12,
+           attention_flops(m, a->seq) / sec[SB_CUDA_OP_ATTENTION] / 1e12);
+    return SB_OK;
 }
 
 static int time_decode(const sb_model *m, const cuda_bench_args *a, float *logits, double *seconds, sb_err *err) {
@@ -245,6 +238,8 @@ static int run_bench(sb_cuda_ctx *c, sb_model *m, const cuda_bench_args *a, floa
     printf("full sequence   T=%d: %.0f tokens/s, %.1f TFLOP/s (%.1f linear + %.1f attention GFLOP in %.4f s) = %.3f "
            "of the bf16 GEMM peak\n",
            a->seq, a->seq / full, tflops, lf / 1e9, af / 1e9, full, tflops / peak);
+    rc = print_breakdown(c, m, a, logits, err);
+    if (rc) return rc;
     if (!a->no_torch) {
         char why[512];
         double torch = torch_tokens_per_s(a, why, sizeof why);
@@ -272,6 +267,8 @@ static int run_bench(sb_cuda_ctx *c, sb_model *m, const cuda_bench_args *a, floa
            a->decode, rate, bound, bytes / 1e9, copy_bw / 1e9, rate / bound);
     sb_cuda_stats st;
     sb_cuda_stats_get(c, &st);
+    printf("attention       %lld of %lld layer calls on the tensor cores (bf16)\n", (long long)st.attention_mma_calls,
+           (long long)(st.forward_calls * m->n_layer));
     printf("memory          device weights %.2f GB; allocator peak %.2f GB; device used %.2f GB\n",
            (double)sb_cuda_model_bytes(m->device) / 1e9, (double)st.alloc_peak_bytes / 1e9, (double)st.used_bytes / 1e9);
     return SB_OK;
@@ -290,7 +287,7 @@ int sb_cmd_bench_cuda(int argc, char **argv) {
     int rc = sb_cuda_ctx_new(a.backend.device, &c, &err);
     if (!rc) sb_cuda_ctx_set_tf32(c, a.backend.tf32);
     if (!rc) rc = sb_model_new_random(&a.shape, 1, &m, &err);
-    if (!rc) rc = model_to_bf16(m, &err);
+    if (!rc) rc = sb_model_round_to_16bit(m, true, &err);
     if (!rc) rc = sb_cuda_model_upload(c, m, &dm, &err);
     if (!rc && !(logits = sb_malloc(&err, sizeof(float) * (size_t)m->n_vocab))) rc = SB_EINTERNAL;
     if (!rc) {

@@ -31,6 +31,15 @@ void sb_cuda_stats_get(sb_cuda_ctx *c, sb_cuda_stats *out) {
     *out = (sb_cuda_stats){0};
 }
 void sb_cuda_stats_reset(sb_cuda_ctx *c) { (void)c; }
+const char *const sb_cuda_op_names[SB_CUDA_OP_N] = {"linear", "attention", "norm", "head", "other"};
+int sb_cuda_profile(sb_cuda_ctx *c, bool on, sb_err *err) {
+    (void)c, (void)on;
+    return not_built(err);
+}
+void sb_cuda_profile_get(const sb_cuda_ctx *c, double seconds[SB_CUDA_OP_N]) {
+    (void)c;
+    for (int i = 0; i < SB_CUDA_OP_N; i++) seconds[i] = 0;
+}
 int sb_cuda_model_upload(sb_cuda_ctx *c, const sb_model *m, sb_cuda_model **out, sb_err *err) {
     (void)c, (void)m;
     *out = NULL;

@@ -473,10 +473,7 @@ int sb_session_new(const sb_model *m, sb_pool *pool, int n_seq, int max_ctx, int
     if (!s) return SB_EINTERNAL;
     s->m = m;
     if (m->device) { /* the model's weights are on a CUDA device: the session runs there */
-        /* the CUDA kernels are causal only: an encoder would silently compute another model */
-        int rc = m->bidirectional ? sb_err_set(err, SB_EINPUT, "%s: bidirectional (ViT) attention is CPU-only for now",
-                                               m->path)
-                                  : sb_cuda_session_new(m, n_seq, max_ctx, max_tokens, &s->cuda, err);
+        int rc = sb_cuda_session_new(m, n_seq, max_ctx, max_tokens, &s->cuda, err);
         if (rc) free(s);
         else *out = s;
         return rc;

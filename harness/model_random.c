@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "arch.h"
+#include "half.h"
 #include "model_random.h"
 
 /* xorshift64* : fast, deterministic for a given seed. */
@@ -89,4 +90,38 @@ int sb_model_new_random(const sb_random_shape *shape, uint64_t seed, sb_model **
     }
     *out = m;
     return SB_OK;
+}
+
+/* Replaces an f32 linear by its 16-bit rounding (owned). */
+static int round_linear(sb_linear *w, bool bf16, sb_err *err) {
+    if (!w->fmt || w->fmt != &sb_format_f32) return SB_OK;
+    size_t n = (size_t)(w->rows * w->cols);
+    uint16_t *h = sb_malloc(err, n * sizeof *h);
+    if (!h) return SB_EINTERNAL;
+    const float *src = w->data;
+    for (size_t i = 0; i < n; i++) h[i] = bf16 ? sb_f32_to_bf16(src[i]) : sb_f32_to_f16(src[i]);
+    sb_linear r = {bf16 ? &sb_format_bf16 : &sb_format_f16, w->rows, w->cols, h, h, w->bias, NULL};
+    w->bias = NULL;
+    sb_linear_free(w);
+    *w = r;
+    return SB_OK;
+}
+
+int sb_model_round_to_16bit(sb_model *m, bool bf16, sb_err *err) {
+    int rc = SB_OK;
+    for (int l = 0; !rc && l < m->n_layer; l++) {
+        sb_block *b = &m->blocks[l];
+        sb_linear *lins[] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+        for (size_t i = 0; !rc && i < sizeof lins / sizeof lins[0]; i++) rc = round_linear(lins[i], bf16, err);
+    }
+    if (rc) return rc;
+    bool tied = m->head.data == m->tok_embd.data;
+    rc = round_linear(&m->tok_embd, bf16, err);
+    if (!rc && tied) { /* the head shares the new table and owns nothing */
+        m->head.fmt = m->tok_embd.fmt;
+        m->head.data = m->tok_embd.data;
+    } else if (!rc) {
+        rc = round_linear(&m->head, bf16, err);
+    }
+    return rc;
 }

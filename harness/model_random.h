@@ -14,5 +14,8 @@ typedef struct sb_random_shape {
 } sb_random_shape;
 
 int sb_model_new_random(const sb_random_shape *shape, uint64_t seed, sb_model **out, sb_err *err);
+/* Rounds every f32 linear and the embedding table (a tied head follows it) to
+ * bf16 (bf16 true) or f16, as a 16-bit checkpoint of the model would load. */
+int sb_model_round_to_16bit(sb_model *m, bool bf16, sb_err *err);
 
 #endif

@@ -89,6 +89,7 @@ static void describe(sb_cuda_ctx *c) {
         in->cc_major = prop.major;
         in->cc_minor = prop.minor;
         in->total_bytes = (int64_t)prop.totalGlobalMem;
+        c->max_shared = (int)prop.sharedMemPerBlockOptin;
     }
     cudaDriverGetVersion(&in->driver_version);
     cudaRuntimeGetVersion(&in->runtime_version);
@@ -126,6 +127,7 @@ extern "C" void sb_cuda_ctx_free(sb_cuda_ctx *c) {
     if (c->ev_start) cudaEventDestroy(c->ev_start);
     if (c->ev_stop) cudaEventDestroy(c->ev_stop);
     if (c->blas) cublasDestroy(c->blas);
+    profile_free(c);
     free(c);
 }
 
@@ -141,13 +143,15 @@ extern "C" void sb_cuda_ctx_info(const sb_cuda_ctx *c, sb_cuda_info *out) { *out
 extern "C" void sb_cuda_stats_get(sb_cuda_ctx *c, sb_cuda_stats *out) {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) cudaGetLastError();
-    *out = (sb_cuda_stats){c->alloc_bytes, c->alloc_peak, (int64_t)(total_b - free_b), c->kernel_s, c->forward_calls};
+    *out = (sb_cuda_stats){c->alloc_bytes, c->alloc_peak,   (int64_t)(total_b - free_b),
+                           c->kernel_s,    c->forward_calls, c->attention_mma_calls};
 }
 
 extern "C" void sb_cuda_stats_reset(sb_cuda_ctx *c) {
     c->alloc_peak = c->alloc_bytes;
     c->kernel_s = 0;
     c->forward_calls = 0;
+    c->attention_mma_calls = 0;
 }
 
 /* ---- micro-benchmarks ---- */

@@ -31,8 +31,17 @@ struct sb_cuda_ctx {
     int64_t alloc_bytes, alloc_peak;
     double kernel_s;
     int64_t forward_calls;
+    int64_t attention_mma_calls; /* attention calls that ran on the tensor cores */
+    int max_shared;              /* shared memory per block, opt-in maximum */
     sb_cuda_info info;
+    struct cuda_profile *profile; /* NULL unless profiling (profile.cu) */
 };
+
+/* profile.cu: starts an interval of kind op (sb_cuda_op), ending the one before; no-op unless profiling. */
+int profile_mark(sb_cuda_ctx *c, int op, sb_err *err);
+/* Ends the last interval of a forward call and adds every interval to the sums. */
+int profile_flush(sb_cuda_ctx *c, sb_err *err);
+void profile_free(sb_cuda_ctx *c);
 
 /* Turns a CUDA error into an sb_err; returns SB_OK when e == cudaSuccess. */
 int cuda_ok(cudaError_t e, const char *file, int line, sb_err *err);
@@ -90,15 +99,20 @@ struct sb_cuda_model {
 
 /* y[R, rows] = x[R, cols]·Wᵀ + b on the device. half_x: scratch of R * cols
  * halves for 16-bit weights; tile: scratch of at least min(rows * cols, tile_elems)
- * floats for qint decoding. */
+ * floats for qint decoding. same_input: the caller promises x has not changed
+ * since the last product, so a 16-bit conversion of it still in half_x serves
+ * again (q, k and v share their input, as do gate and up). */
 typedef struct gemm_scratch {
     void *half_x;
+    const float *half_of;   /* what half_x holds: the conversion of these half_n floats, or NULL */
+    int64_t half_n;
+    bool half_bf16;
     float *tile;        /* decoded rows of a qint or sparse weight */
     int64_t tile_elems;
     float *lowrank_t;   /* [R, max_rank]: x·Aᵀ of a low-rank add-on */
 } gemm_scratch;
 
-int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y,
+int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y, bool same_input,
                        gemm_scratch *scratch, sb_err *err);
 
 /* ---- kernels (kernels.cu); each returns the launch's status ------------------ */
@@ -112,6 +126,8 @@ int k_rope(float *x, int64_t R, int n_heads, int head_dim, int rot_dim, bool pai
            int n_past, int n_tok, sb_err *err);
 /* a[i] = act(a[i]) (* mul[i] when mul). */
 int k_activate(float *a, const float *mul, int64_t n, int act, sb_err *err);
+/* The same into out16[n] (bf16 or f16), a left as it was: the next product's 16-bit input. */
+int k_activate_to_half(const float *a, const float *mul, int64_t n, int act, void *out16, bool bf16, sb_err *err);
 int k_add(float *x, const float *y, int64_t n, sb_err *err);
 int k_add_bias(float *y, const float *bias, int64_t R, int64_t rows, sb_err *err);
 int k_softcap(float *x, int64_t n, float cap, sb_err *err);
@@ -128,11 +144,20 @@ typedef struct attn_args {
     int n_head, n_kv_head, head_dim, window;
     float scale, softcap;
     bool bidirectional;          /* every query sees every position of the call (encoders) */
+    int precision;               /* ATTN_F32: f32 products on CUDA cores; ATTN_F16 / ATTN_BF16: tensor cores */
+    int max_shared;              /* the device's shared memory per block (opt-in), bytes */
 } attn_args;
 
 enum { ATTN_MAX_HEAD_DIM = 256 };
+enum { ATTN_F32, ATTN_F16, ATTN_BF16 };
 /* Causal attention with an online softmax: no score matrix is ever stored. */
 int k_attention(const attn_args *a, sb_err *err);
+/* Whether k_attention takes the tensor-core kernel (attention_mma.cu) for a:
+ * 16-bit precision asked, more than a few queries, a head size it is built for
+ * and its shared memory available on this device. */
+bool k_attention_uses_mma(const attn_args *a);
+size_t k_attention_mma_shared_bytes(int head_dim); /* 0: no kernel for this head size */
+int k_attention_mma(const attn_args *a, sb_err *err);
 
 /* qint: rows [row0, row0 + n_rows) of W as f32 into tile[n_rows, cols]. */
 int k_qint_decode(const dev_linear *w, int64_t row0, int64_t n_rows, float *tile, sb_err *err);

@@ -117,6 +117,21 @@ __global__ static void act_kernel(float *a, const float *mul, int64_t n, int act
     a[i] = mul ? v * mul[i] : v;
 }
 
+__global__ static void act_half_kernel(const float *a, const float *mul, int64_t n, int act, void *out, bool bf16) {
+    int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x;
+    if (i >= n) return;
+    float v = activate(act, a[i]);
+    if (mul) v *= mul[i];
+    if (bf16) ((__nv_bfloat16 *)out)[i] = __float2bfloat16(v);
+    else ((__half *)out)[i] = __float2half(v);
+}
+
+int k_activate_to_half(const float *a, const float *mul, int64_t n, int act, void *out16, bool bf16, sb_err *err) {
+    if (n == 0) return SB_OK;
+    act_half_kernel<<<blocks_for(n), THREADS>>>(a, mul, n, act, out16, bf16);
+    return launched("activation to 16-bit", err);
+}
+
 int k_activate(float *a, const float *mul, int64_t n, int act, sb_err *err) {
     if (n == 0) return SB_OK;
     act_kernel<<<blocks_for(n), THREADS>>>(a, mul, n, act);
@@ -365,12 +380,18 @@ template <int SLICES> static int launch_tiled(const attn_args *a, sb_err *err) {
     return launched("tiled attention", err);
 }
 
+bool k_attention_uses_mma(const attn_args *a) {
+    size_t shared = k_attention_mma_shared_bytes(a->head_dim);
+    return a->precision != ATTN_F32 && a->n_tok > FEW_QUERIES && shared > 0 && shared <= (size_t)a->max_shared;
+}
+
 int k_attention(const attn_args *a, sb_err *err) {
     if (a->head_dim > ATTN_MAX_HEAD_DIM)
         return sb_err_set(err, SB_EINPUT, "head_dim %d: the CUDA attention kernel takes up to %d", a->head_dim,
                           ATTN_MAX_HEAD_DIM);
     int64_t tasks = (int64_t)a->n_seq * a->n_tok * a->n_head;
     if (tasks == 0) return SB_OK;
+    if (k_attention_uses_mma(a)) return k_attention_mma(a, err);
     if (a->n_tok <= FEW_QUERIES) {
         unsigned grid = (unsigned)((tasks + ATTN_WARPS - 1) / ATTN_WARPS);
         attention_kernel<<<grid, ATTN_WARPS * WARP>>>(*a);

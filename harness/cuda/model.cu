@@ -238,9 +238,9 @@ static int gemm(sb_cuda_ctx *c, const void *W, cudaDataType wt, const void *X, i
 }
 
 /* y = x·W_cᵀ, then t = x·Aᵀ [R, rank] and y += t·Bᵀ: W_c + B·A is never formed. */
-static int lowrank_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y,
+static int lowrank_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y, bool same_input,
                            gemm_scratch *s, sb_err *err) {
-    int rc = dev_linear_forward(c, w->inner, x, R, y, s, err);
+    int rc = dev_linear_forward(c, w->inner, x, R, y, same_input, s, err);
     if (!rc) rc = gemm(c, w->A, CUDA_R_32F, x, w->rank, w->cols, R, s->lowrank_t, w->rank, err);
     if (!rc) rc = gemm_beta(c, w->B, CUDA_R_32F, s->lowrank_t, w->rows, w->rank, R, y, w->rows, 1.0f, err);
     return rc;
@@ -261,9 +261,24 @@ static int by_tiles(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t
     return rc;
 }
 
-int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y,
+/* x in 16 bits in scratch->half_x: converted now, or still there from the last product on the same input. */
+static int half_input(const float *x, int64_t n, bool bf16, bool same_input, gemm_scratch *s, sb_err *err) {
+    if (same_input && s->half_of == x && s->half_n == n && s->half_bf16 == bf16) return SB_OK;
+    s->half_of = NULL;
+    int rc = k_to_half(x, s->half_x, n, bf16, err);
+    if (rc) return rc;
+    s->half_of = x;
+    s->half_n = n;
+    s->half_bf16 = bf16;
+    return SB_OK;
+}
+
+int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y, bool same_input,
                        gemm_scratch *scratch, sb_err *err) {
     int rc;
+    /* a chain of products on one input starts with same_input false: whatever
+     * half_x held belongs to another input (or an older state of this one) */
+    if (!same_input) scratch->half_of = NULL;
     switch (w->kind) {
     case DW_F32:
         rc = gemm(c, w->w, CUDA_R_32F, x, w->rows, w->cols, R, y, w->rows, err);
@@ -271,12 +286,12 @@ int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int6
     case DW_F16:
     case DW_BF16: {
         bool bf16 = w->kind == DW_BF16;
-        rc = k_to_half(x, scratch->half_x, R * w->cols, bf16, err);
+        rc = half_input(x, R * w->cols, bf16, same_input, scratch, err);
         if (!rc) rc = gemm(c, w->w, bf16 ? CUDA_R_16BF : CUDA_R_16F, scratch->half_x, w->rows, w->cols, R, y, w->rows, err);
         break;
     }
     case DW_LOWRANK:
-        rc = lowrank_forward(c, w, x, R, y, scratch, err);
+        rc = lowrank_forward(c, w, x, R, y, same_input, scratch, err);
         break;
     case DW_QINT:
         rc = R <= QINT_GEMV_MAX_ROWS ? k_qint_gemv(w, x, (int)R, y, err) : by_tiles(c, w, x, R, y, scratch, err);

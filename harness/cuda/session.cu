@@ -189,13 +189,14 @@ extern "C" void sb_cuda_session_set_observer(sb_cuda_session *s, sb_linear_obser
 static int norm(sb_cuda_session *s, const dev_norm *n, const float *in, float *out, int64_t rows, int width,
                 int64_t stride, sb_err *err) {
     float div = (float)(n->mean_width > 0 ? n->mean_width : width); /* a sliced stream keeps its original divisor */
-    return k_norm(in, out, n->weight, n->bias, rows, width, stride, s->m->norm_type == SB_NORM_LAYER, s->m->norm_eps,
+    int rc = profile_mark(s->c, SB_CUDA_OP_NORM, err);
+    return rc ? rc : k_norm(in, out, n->weight, n->bias, rows, width, stride, s->m->norm_type == SB_NORM_LAYER, s->m->norm_eps,
                   div, err);
 }
 
 /* A block's linear, shown to the observer first (its input copied to the host). */
 static int block_linear(sb_cuda_session *s, int layer, const dev_linear *dw, const sb_linear *w, const float *x,
-                        int64_t R, float *y, sb_err *err) {
+                        int64_t R, float *y, bool same_input, sb_err *err) {
     if (s->observer) {
         size_t bytes = sizeof(float) * (size_t)(R * w->cols);
         int64_t max_rows = (int64_t)s->n_seq * s->max_tokens; /* the buffer serves every later call too */
@@ -205,13 +206,14 @@ static int block_linear(sb_cuda_session *s, int layer, const dev_linear *dw, con
         if (rc) return rc;
         s->observer(s->observer_user, layer, w, s->host_rows, R);
     }
-    return dev_linear_forward(s->c, dw, x, R, y, &s->gs, err);
+    int rc = profile_mark(s->c, SB_CUDA_OP_LINEAR, err);
+    return rc ? rc : dev_linear_forward(s->c, dw, x, R, y, same_input, &s->gs, err);
 }
 
 static int store_kv(sb_cuda_session *s, const sb_block *b, int layer, int n_tok, sb_err *err) {
     int64_t kvd = (int64_t)b->n_kv_head * b->head_dim;
     size_t bytes = sizeof(float) * (size_t)(n_tok * kvd);
-    int rc = SB_OK;
+    int rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
     for (int seq = 0; !rc && seq < s->n_seq; seq++) {
         int64_t at = ((int64_t)seq * s->max_ctx + s->n_past) * kvd, from = (int64_t)seq * n_tok * kvd;
         rc = CUDA_OK(cudaMemcpyAsync(s->k_cache[layer] + at, s->k + from, bytes, cudaMemcpyDeviceToDevice, 0), err);
@@ -221,29 +223,39 @@ static int store_kv(sb_cuda_session *s, const sb_block *b, int layer, int n_tok,
     return rc;
 }
 
+/* A model whose linears take 16-bit inputs gets attention on the tensor cores
+ * in the same dtype; an f32 (or compressed) model keeps f32 attention, which
+ * the 1e-4 parity with the CPU backend needs. */
+static int attention_precision(const dev_linear *wq) {
+    return wq->kind == DW_BF16 ? ATTN_BF16 : wq->kind == DW_F16 ? ATTN_F16 : ATTN_F32;
+}
+
 static int attention_branch(sb_cuda_session *s, int layer, int n_tok, int64_t R, sb_err *err) {
     const sb_model *m = s->m;
     const sb_block *b = &m->blocks[layer];
     const dev_block *db = &s->dm->blocks[layer];
     int hd = b->head_dim;
-    int rc = block_linear(s, layer, &db->wq, &b->wq, s->h, R, s->q, err);
-    if (!rc) rc = block_linear(s, layer, &db->wk, &b->wk, s->h, R, s->k, err);
-    if (!rc) rc = block_linear(s, layer, &db->wv, &b->wv, s->h, R, s->v, err);
+    int rc = block_linear(s, layer, &db->wq, &b->wq, s->h, R, s->q, false, err);
+    if (!rc) rc = block_linear(s, layer, &db->wk, &b->wk, s->h, R, s->k, true, err);
+    if (!rc) rc = block_linear(s, layer, &db->wv, &b->wv, s->h, R, s->v, true, err);
     if (!rc && db->q_norm.weight) rc = norm(s, &db->q_norm, s->q, s->q, R * b->n_head, hd, hd, err);
     if (!rc && db->k_norm.weight) rc = norm(s, &db->k_norm, s->k, s->k, R * b->n_kv_head, hd, hd, err);
+    if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
     if (!rc && m->positions != SB_POS_LEARNED) {
         bool pairs = m->positions == SB_ROPE_PAIRS;
         rc = k_rope(s->q, R, b->n_head, hd, m->rot_dim, pairs, db->rope_inv_freq, s->n_past, n_tok, err);
         if (!rc) rc = k_rope(s->k, R, b->n_kv_head, hd, m->rot_dim, pairs, db->rope_inv_freq, s->n_past, n_tok, err);
     }
     if (!rc) rc = store_kv(s, b, layer, n_tok, err);
+    if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_ATTENTION, err);
     if (!rc) {
         attn_args a = {s->q, s->k_cache[layer], s->v_cache[layer], s->att, s->n_seq, n_tok, s->n_past, s->max_ctx,
                        b->n_head, b->n_kv_head, hd, b->sliding_window, m->attn_scale, m->attn_softcap,
-                       m->bidirectional};
+                       m->bidirectional, attention_precision(&db->wq), s->c->max_shared};
+        if (k_attention_uses_mma(&a)) s->c->attention_mma_calls++;
         rc = k_attention(&a, err);
     }
-    if (!rc) rc = block_linear(s, layer, &db->wo, &b->wo, s->att, R, s->o, err);
+    if (!rc) rc = block_linear(s, layer, &db->wo, &b->wo, s->att, R, s->o, false, err);
     int d_mid = (int)b->wo.rows;
     if (!rc && db->post_attn_norm.weight) rc = norm(s, &db->post_attn_norm, s->o, s->o, R, d_mid, d_mid, err);
     return rc;
@@ -254,16 +266,30 @@ static int mlp_branch(sb_cuda_session *s, int layer, const float *in, float *out
     const sb_model *m = s->m;
     const sb_block *b = &m->blocks[layer];
     const dev_block *db = &s->dm->blocks[layer];
-    int rc = block_linear(s, layer, &db->w_up, &b->w_up, in, R, s->up, err);
+    int rc = block_linear(s, layer, &db->w_up, &b->w_up, in, R, s->up, false, err);
     float *a = s->up;
     const float *mul = NULL;
     if (!rc && m->gated_mlp) {
-        rc = block_linear(s, layer, &db->w_gate, &b->w_gate, in, R, s->gate, err);
+        rc = block_linear(s, layer, &db->w_gate, &b->w_gate, in, R, s->gate, true, err);
         a = s->gate;
         mul = s->up;
     }
-    if (!rc) rc = k_activate(a, mul, R * b->w_up.rows, (int)m->act, err);
-    if (!rc) rc = block_linear(s, layer, &db->w_down, &b->w_down, a, R, out, err);
+    /* a 16-bit w_down takes the activation straight in 16 bits (the same
+     * rounding its product would apply); an observer wants the f32 rows */
+    const dev_linear *down = &db->w_down;
+    bool to_half = !s->observer && (down->kind == DW_BF16 || down->kind == DW_F16);
+    int64_t n = R * b->w_up.rows;
+    if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
+    if (!rc && to_half) {
+        bool bf16 = down->kind == DW_BF16;
+        rc = k_activate_to_half(a, mul, n, (int)m->act, s->gs.half_x, bf16, err);
+        s->gs.half_of = rc ? NULL : a; /* what half_x now holds, for w_down's product */
+        s->gs.half_n = n;
+        s->gs.half_bf16 = bf16;
+    } else if (!rc) {
+        rc = k_activate(a, mul, n, (int)m->act, err);
+    }
+    if (!rc) rc = block_linear(s, layer, down, &b->w_down, a, R, out, to_half, err);
     int d_out = (int)b->w_down.rows;
     if (!rc && db->post_mlp_norm.weight) rc = norm(s, &db->post_mlp_norm, out, out, R, d_out, d_out, err);
     return rc;
@@ -273,7 +299,8 @@ static int mlp_branch(sb_cuda_session *s, int layer, const float *in, float *out
 static int through_shortcut(sb_cuda_session *s, int layer, const dev_linear *dsc, const sb_linear *sc, int64_t R,
                             sb_err *err) {
     if (!sc->fmt) return SB_OK;
-    int rc = block_linear(s, layer, dsc, sc, s->x, R, s->res, err);
+    int rc = block_linear(s, layer, dsc, sc, s->x, R, s->res, false, err);
+    if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
     if (rc) return rc;
     return CUDA_OK(cudaMemcpyAsync(s->x, s->res, sizeof(float) * (size_t)(R * sc->rows), cudaMemcpyDeviceToDevice, 0),
                    err);
@@ -289,15 +316,18 @@ static int run_block(sb_cuda_session *s, int layer, int n_tok, int64_t R, sb_err
     int rc = norm(s, &db->attn_norm, s->x, s->h, R, d_in, d_in, err);
     if (!rc) rc = attention_branch(s, layer, n_tok, R, err);
     if (!rc) rc = through_shortcut(s, layer, &db->attn_shortcut, &b->attn_shortcut, R, err);
+    if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
     if (!rc) rc = k_add(s->x, s->o, R * d_mid, err);
     if (rc) return rc;
     if (m->parallel_residual) {
         rc = mlp_branch(s, layer, s->h, s->o, R, err);
+        if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
         return rc ? rc : k_add(s->x, s->o, R * d_mid, err);
     }
     rc = norm(s, &db->mlp_norm, s->x, s->h, R, d_mid, d_mid, err);
     if (!rc) rc = mlp_branch(s, layer, s->h, s->o, R, err);
     if (!rc) rc = through_shortcut(s, layer, &db->mlp_shortcut, &b->mlp_shortcut, R, err);
+    if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
     if (!rc) rc = k_add(s->x, s->o, R * b->w_down.rows, err);
     return rc;
 }
@@ -313,7 +343,8 @@ static int embed(sb_cuda_session *s, const int32_t *tokens, int n_tok, sb_err *e
     if (m->pos_embd && s->n_past + n_tok - 1 + m->pos_offset >= m->n_pos_rows)
         return sb_err_set(err, SB_EINPUT, "position %d is past the model's %d learned positions", s->n_past + n_tok - 1,
                           m->n_pos_rows - m->pos_offset);
-    int rc = CUDA_OK(cudaMemcpy(s->tokens, tokens, sizeof(int32_t) * (size_t)R, cudaMemcpyHostToDevice), err);
+    int rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
+    if (!rc) rc = CUDA_OK(cudaMemcpy(s->tokens, tokens, sizeof(int32_t) * (size_t)R, cudaMemcpyHostToDevice), err);
     if (rc) return rc;
     return k_embed(&s->dm->tok_embd, s->tokens, R, (int)sb_model_embed_width(m), m->embed_scale, s->dm->pos_embd,
                    m->pos_offset, s->n_past, n_tok, s->x, err);
@@ -326,7 +357,8 @@ static int head_rows(sb_cuda_session *s, const float *h, int64_t rows, float *lo
     int rc = SB_OK;
     for (int64_t r0 = 0; !rc && r0 < rows; r0 += s->head_rows) {
         int64_t n = rows - r0 < s->head_rows ? rows - r0 : s->head_rows;
-        rc = dev_linear_forward(s->c, &s->dm->head, h + r0 * d, n, s->logits, &s->gs, err);
+        rc = profile_mark(s->c, SB_CUDA_OP_HEAD, err);
+        if (!rc) rc = dev_linear_forward(s->c, &s->dm->head, h + r0 * d, n, s->logits, false, &s->gs, err);
         if (!rc && m->final_softcap > 0) rc = k_softcap(s->logits, n * V, m->final_softcap, err);
         if (!rc)
             rc = CUDA_OK(cudaMemcpy(logits + r0 * V, s->logits, sizeof(float) * (size_t)(n * V), cudaMemcpyDeviceToHost),
@@ -366,6 +398,7 @@ static int timed_end(sb_cuda_session *s, sb_err *err) {
     int rc = CUDA_OK(cudaEventRecord(s->c->ev_stop, 0), err);
     if (!rc) rc = CUDA_OK(cudaEventSynchronize(s->c->ev_stop), err);
     if (!rc) rc = CUDA_OK(cudaEventElapsedTime(&ms, s->c->ev_start, s->c->ev_stop), err);
+    if (!rc) rc = profile_flush(s->c, err);
     if (!rc) {
         s->c->kernel_s += ms * 1e-3;
         s->c->forward_calls++;

@@ -1,0 +1,317 @@
+/* attention_mma.cu - causal attention on the tensor cores, for models whose
+ * weights are 16-bit (their linears already take 16-bit inputs).
+ *
+ * The f32 kernels of kernels.cu do every product on CUDA cores out of shared
+ * memory: about 8 TFLOP/s on an H100, which made attention most of a
+ * 2048-token pass. Here both products, S = Q·Kᵀ and O += P·V, are
+ * mma.sync.m16n8k16 tensor-core instructions with 16-bit inputs (bf16 or
+ * f16, as the model's weights) and f32 accumulation; the softmax is f32.
+ *
+ * The register layouts of m16n8k16 are fixed by the PTX ISA (section
+ * "Matrix Fragments for mma.m16n8k16"), with g = lane / 4, t = lane % 4:
+ *   A (16x16, row-major): regs {A[g][2t..2t+1]}, {A[g+8][2t..]}, {A[g][2t+8..]}, {A[g+8][2t+8..]}
+ *   B (16x8, "col"):      regs {B[2t..2t+1][g]}, {B[2t+8..2t+9][g]}
+ *   C (16x8, f32):        C[g][2t], C[g][2t+1], C[g+8][2t], C[g+8][2t+1]
+ * so a thread holds two query rows (g and g+8) of S and O, and the row-wise
+ * softmax (max, rescale, sum) happens in registers with two shuffles across
+ * the 4 threads of a row; and the C layout of two adjacent 8-key tiles of S is
+ * the A layout of P for the next product, so P never leaves the registers.
+ *
+ * One block of 4 warps per (sequence, head, tile of 64 queries); warp w owns
+ * queries 16w..16w+15. Per tile of 64 keys, K (row-major) and V (transposed,
+ * so B fragments of P·V are two consecutive keys) are converted from the f32
+ * cache into shared memory once for the 4 warps. Running max m and sum l per
+ * row as in FlashAttention-2; nothing of size T x T exists.
+ *
+ * Key tiles start at multiples of 64 positions, whatever the call's first
+ * query: a query then meets its keys in the same groups, hence the same
+ * roundings, whether the sequence came in one call or several. Keys outside
+ * a query's window [lo, hi] get probability 0; zero-filled rows stand in
+ * for keys past the call and queries past n_tok. */
+#include <math.h>
+#include <stdint.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "cuda_internal.h"
+
+enum { MMA_WARPS = 4, MMA_Q = 16 * MMA_WARPS, MMA_K = 64, LANES = 32 };
+
+/* Shared-memory rows are padded by 8 elements (16 bytes): rows then start 4
+ * banks apart, so the 8 rows x 4 columns a fragment load touches hit 32
+ * different banks. */
+template <int HD> struct mma_shape {
+    static const int qk_ld = HD + 8;     /* Q and K rows */
+    static const int vt_ld = MMA_K + 8;  /* rows of Vᵀ (one per dimension) */
+    static const size_t q_bytes = 2 * (size_t)MMA_Q * qk_ld;
+    static const size_t k_bytes = 2 * (size_t)MMA_K * qk_ld;
+    static const size_t vt_bytes = 2 * (size_t)HD * vt_ld;
+    static const size_t total = q_bytes + k_bytes + vt_bytes;
+};
+
+/* ---- the 16-bit type: conversion and the mma instruction ---- */
+
+template <typename T> struct half_ops;
+
+template <> struct half_ops<__nv_bfloat16> {
+    __device__ static __nv_bfloat16 from(float x) { return __float2bfloat16(x); }
+    __device__ static uint32_t pack(float lo, float hi) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *(uint32_t *)&v;
+    }
+    __device__ static void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+template <> struct half_ops<__half> {
+    __device__ static __half from(float x) { return __float2half(x); }
+    __device__ static uint32_t pack(float lo, float hi) {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *(uint32_t *)&v;
+    }
+    __device__ static void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+/* Two consecutive 16-bit elements as one register. */
+template <typename T> __device__ static uint32_t pair_at(const T *p) { return *(const uint32_t *)p; }
+
+/* ---- loading tiles into shared memory ---- */
+
+/* dst[r][c] = src[r][c] as T for rows r < n_rows, 0 for rows n_rows .. n_fill - 1.
+ * hd is a multiple of 16 and source rows start 16-byte aligned: float4 reads. */
+template <typename T, int HD>
+__device__ static void load_rows(T *dst, int ld, const float *src, int64_t src_ld, int n_rows, int n_fill) {
+    const int per_row = HD / 4;
+    for (int idx = threadIdx.x; idx < n_fill * per_row; idx += blockDim.x) {
+        int r = idx / per_row, c = 4 * (idx % per_row);
+        float4 v = r < n_rows ? *(const float4 *)(src + (int64_t)r * src_ld + c) : make_float4(0, 0, 0, 0);
+        uint32_t *d = (uint32_t *)(dst + r * ld + c); /* 8-byte aligned: c % 4 == 0, ld even */
+        d[0] = half_ops<T>::pack(v.x, v.y);
+        d[1] = half_ops<T>::pack(v.z, v.w);
+    }
+}
+
+/* dst[c][r] = src[r][c] (Vᵀ), the same rows and zero fill as load_rows. */
+template <typename T, int HD>
+__device__ static void load_transposed(T *dst, const float *src, int64_t src_ld, int n_rows) {
+    const int per_row = HD / 4, ld = mma_shape<HD>::vt_ld;
+    for (int idx = threadIdx.x; idx < MMA_K * per_row; idx += blockDim.x) {
+        int r = idx / per_row, c = 4 * (idx % per_row);
+        float4 v = r < n_rows ? *(const float4 *)(src + (int64_t)r * src_ld + c) : make_float4(0, 0, 0, 0);
+        dst[(c + 0) * ld + r] = half_ops<T>::from(v.x);
+        dst[(c + 1) * ld + r] = half_ops<T>::from(v.y);
+        dst[(c + 2) * ld + r] = half_ops<T>::from(v.z);
+        dst[(c + 3) * ld + r] = half_ops<T>::from(v.w);
+    }
+}
+
+/* ---- one (sequence, head, query tile) ---- */
+
+__device__ static int first_key(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
+
+/* What a thread needs to know about one of its two query rows. */
+typedef struct query_row {
+    bool active;  /* a real query of this call */
+    int lo, hi;   /* its visible keys */
+    float m, l;   /* running max (scaled scores) and this thread's share of the sum */
+} query_row;
+
+__device__ static query_row row_at(const attn_args &a, int t) {
+    query_row q;
+    int p = a.n_past + t;
+    q.active = t < a.n_tok;
+    q.lo = first_key(p, a.window);
+    q.hi = a.bidirectional ? a.n_past + a.n_tok - 1 : p;
+    q.m = -INFINITY;
+    q.l = 0;
+    return q;
+}
+
+/* S[16, 64] = Q_w · K_tileᵀ: s[j] is the C fragment of keys 8j .. 8j+7. */
+template <typename T, int HD> __device__ static void tile_scores(const T *qw, const T *ks, float s[8][4]) {
+    const int ld = mma_shape<HD>::qk_ld;
+    int g = (threadIdx.x % LANES) / 4, t = threadIdx.x % 4;
+#pragma unroll
+    for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0;
+#pragma unroll
+    for (int kc = 0; kc < HD / 16; kc++) {
+        const T *q0 = qw + g * ld + kc * 16 + 2 * t, *q1 = q0 + 8 * ld;
+        uint32_t a[4] = {pair_at(q0), pair_at(q1), pair_at(q0 + 8), pair_at(q1 + 8)};
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const T *k = ks + (j * 8 + g) * ld + kc * 16 + 2 * t;
+            half_ops<T>::mma(s[j], a, pair_at(k), pair_at(k + 8));
+        }
+    }
+}
+
+/* Scale, soft-cap and mask one score of row q at key `key`: -inf when not visible. */
+__device__ static float masked(const attn_args &a, const query_row &q, int key, float s) {
+    if (!q.active || key < q.lo || key > q.hi) return -INFINITY;
+    s *= a.scale;
+    return a.softcap > 0 ? a.softcap * tanhf(s / a.softcap) : s;
+}
+
+/* The largest of four threads' values (the 4 threads of a row: lanes 4g .. 4g+3). */
+__device__ static float row_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+__device__ static float row_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+/* Online softmax over one tile: s becomes P (unnormalised), the rows' m and l
+ * move on, and corr[i] is the factor the row's earlier output must take. */
+__device__ static void softmax_tile(const attn_args &a, int k0, float s[8][4], query_row row[2], float corr[2]) {
+    int t = threadIdx.x % 4;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            s[j][e] = masked(a, row[e / 2], k0 + 8 * j + 2 * t + e % 2, s[j][e]);
+            mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
+        }
+    float m_new[2];
+    for (int i = 0; i < 2; i++) {
+        m_new[i] = fmaxf(row[i].m, row_max(mx[i]));
+        /* nothing visible yet: stay at 0 output and 0 sum (avoid -inf - -inf) */
+        corr[i] = m_new[i] == -INFINITY ? 1.0f : __expf(row[i].m - m_new[i]);
+    }
+    float sum[2] = {0, 0};
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float p = s[j][e] == -INFINITY ? 0.0f : __expf(s[j][e] - m_new[e / 2]);
+            s[j][e] = p;
+            sum[e / 2] += p;
+        }
+    for (int i = 0; i < 2; i++) {
+        row[i].m = m_new[i];
+        row[i].l = row[i].l * corr[i] + sum[i]; /* this thread's share; the 4 shares add up at the end */
+    }
+}
+
+/* O_w = O_w · diag(corr) + P · V_tile, P straight from the registers of S. */
+template <typename T, int HD>
+__device__ static void tile_output(const float p[8][4], const T *vt, const float corr[2], float o[HD / 8][4]) {
+    const int ld = mma_shape<HD>::vt_ld;
+    int g = (threadIdx.x % LANES) / 4, t = threadIdx.x % 4;
+#pragma unroll
+    for (int j = 0; j < HD / 8; j++) {
+        o[j][0] *= corr[0];
+        o[j][1] *= corr[0];
+        o[j][2] *= corr[1];
+        o[j][3] *= corr[1];
+    }
+#pragma unroll
+    for (int kc = 0; kc < MMA_K / 16; kc++) {
+        /* keys 16kc .. 16kc+15: the C fragments of 8-key tiles 2kc and 2kc+1 are this A fragment */
+        uint32_t a[4] = {half_ops<T>::pack(p[2 * kc][0], p[2 * kc][1]), half_ops<T>::pack(p[2 * kc][2], p[2 * kc][3]),
+                         half_ops<T>::pack(p[2 * kc + 1][0], p[2 * kc + 1][1]),
+                         half_ops<T>::pack(p[2 * kc + 1][2], p[2 * kc + 1][3])};
+#pragma unroll
+        for (int j = 0; j < HD / 8; j++) {
+            const T *v = vt + (j * 8 + g) * ld + kc * 16 + 2 * t;
+            half_ops<T>::mma(o[j], a, pair_at(v), pair_at(v + 8));
+        }
+    }
+}
+
+template <typename T, int HD> __global__ static void __launch_bounds__(MMA_WARPS *LANES) attention_mma_kernel(attn_args a) {
+    typedef mma_shape<HD> sh;
+    extern __shared__ __align__(16) unsigned char smem[];
+    T *qs = (T *)smem, *ks = (T *)(smem + sh::q_bytes), *vt = (T *)(smem + sh::q_bytes + sh::k_bytes);
+    int n_qtiles = (a.n_tok + MMA_Q - 1) / MMA_Q;
+    int t0 = (blockIdx.x % n_qtiles) * MMA_Q, h = (blockIdx.x / n_qtiles) % a.n_head;
+    int seq = blockIdx.x / (n_qtiles * a.n_head), kvh = h / (a.n_head / a.n_kv_head);
+    int n_q = a.n_tok - t0 < MMA_Q ? a.n_tok - t0 : MMA_Q;
+    int warp = threadIdx.x / LANES, g = (threadIdx.x % LANES) / 4, t = threadIdx.x % 4;
+    int kvd = a.n_kv_head * HD, qd = a.n_head * HD;
+    /* keys any query of the block may see, the first tile aligned to MMA_K positions */
+    int blk_lo = first_key(a.n_past + t0, a.window) / MMA_K * MMA_K;
+    int blk_hi = a.bidirectional ? a.n_past + a.n_tok - 1 : a.n_past + t0 + n_q - 1;
+    load_rows<T, HD>(qs, sh::qk_ld, a.q + ((int64_t)seq * a.n_tok + t0) * qd + (int64_t)h * HD, qd, n_q, MMA_Q);
+    const float *K = a.k_cache + (int64_t)seq * a.max_ctx * kvd + (int64_t)kvh * HD;
+    const float *V = a.v_cache + (int64_t)seq * a.max_ctx * kvd + (int64_t)kvh * HD;
+    int tq = t0 + 16 * warp + g; /* this thread's rows: tq and tq + 8 */
+    query_row row[2] = {row_at(a, tq), row_at(a, tq + 8)};
+    float o[HD / 8][4];
+#pragma unroll
+    for (int j = 0; j < HD / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0;
+    for (int k0 = blk_lo; k0 <= blk_hi; k0 += MMA_K) {
+        int nk = blk_hi - k0 + 1 < MMA_K ? blk_hi - k0 + 1 : MMA_K;
+        __syncthreads(); /* every warp is done with the previous tiles (and Q is in place) */
+        load_rows<T, HD>(ks, sh::qk_ld, K + (int64_t)k0 * kvd, kvd, nk, MMA_K);
+        load_transposed<T, HD>(vt, V + (int64_t)k0 * kvd, kvd, nk);
+        __syncthreads();
+        float s[8][4], corr[2];
+        tile_scores<T, HD>(qs + 16 * warp * sh::qk_ld, ks, s);
+        softmax_tile(a, k0, s, row, corr);
+        tile_output<T, HD>(s, vt, corr, o);
+    }
+    for (int i = 0; i < 2; i++) {
+        float l = row_sum(row[i].l);
+        int tr = tq + 8 * i;
+        if (!row[i].active || l <= 0) continue;
+        float *out = a.out + ((int64_t)seq * a.n_tok + tr) * qd + (int64_t)h * HD + 2 * t;
+#pragma unroll
+        for (int j = 0; j < HD / 8; j++) *(float2 *)(out + 8 * j) = make_float2(o[j][2 * i] / l, o[j][2 * i + 1] / l);
+    }
+}
+
+template <typename T, int HD> static int launch(const attn_args *a, sb_err *err) {
+    size_t shared = mma_shape<HD>::total;
+    cudaError_t e = cudaFuncSetAttribute(attention_mma_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)shared);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return sb_err_set(err, SB_EINTERNAL, "tensor-core attention: %zu bytes of shared memory per block refused: %s",
+                          shared, cudaGetErrorString(e));
+    }
+    int64_t blocks = (int64_t)a->n_seq * a->n_head * ((a->n_tok + MMA_Q - 1) / MMA_Q);
+    attention_mma_kernel<T, HD><<<(unsigned)blocks, MMA_WARPS * LANES, shared>>>(*a);
+    cudaError_t le = cudaGetLastError();
+    if (le != cudaSuccess)
+        return sb_err_set(err, SB_EINTERNAL, "CUDA kernel tensor-core attention failed to launch: %s (%s)",
+                          cudaGetErrorName(le), cudaGetErrorString(le));
+    return SB_OK;
+}
+
+size_t k_attention_mma_shared_bytes(int head_dim) {
+    switch (head_dim) {
+    case 32: return mma_shape<32>::total;
+    case 64: return mma_shape<64>::total;
+    case 128: return mma_shape<128>::total;
+    case 256: return mma_shape<256>::total;
+    }
+    return 0;
+}
+
+template <typename T> static int launch_for(const attn_args *a, sb_err *err) {
+    switch (a->head_dim) {
+    case 32: return launch<T, 32>(a, err);
+    case 64: return launch<T, 64>(a, err);
+    case 128: return launch<T, 128>(a, err);
+    case 256: return launch<T, 256>(a, err);
+    }
+    return sb_err_set(err, SB_EINTERNAL, "tensor-core attention for head_dim %d", a->head_dim);
+}
+
+int k_attention_mma(const attn_args *a, sb_err *err) {
+    return a->precision == ATTN_BF16 ? launch_for<__nv_bfloat16>(a, err) : launch_for<__half>(a, err);
+}
