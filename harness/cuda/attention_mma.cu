@@ -36,18 +36,16 @@
 
 #include "cuda_internal.h"
 
-enum { MMA_WARPS = 4, MMA_Q = 16 * MMA_WARPS, MMA_K = 64, LANES = 32 };
+enum { MMA_WARPS = 8, MMA_Q = 16 * MMA_WARPS, MMA_K = 64, LANES = 32 };
 
 /* Shared-memory rows are padded by 8 elements (16 bytes): rows then start 4
  * banks apart, so the 8 rows x 4 columns a fragment load touches hit 32
  * different banks. */
 template <int HD> struct mma_shape {
-    static const int qk_ld = HD + 8;     /* Q and K rows */
-    static const int vt_ld = MMA_K + 8;  /* rows of Vᵀ (one per dimension) */
-    static const size_t q_bytes = 2 * (size_t)MMA_Q * qk_ld;
-    static const size_t k_bytes = 2 * (size_t)MMA_K * qk_ld;
-    static const size_t vt_bytes = 2 * (size_t)HD * vt_ld;
-    static const size_t total = q_bytes + k_bytes + vt_bytes;
+    static const int ld = HD + 8; /* Q, K and V rows */
+    static const size_t q_bytes = 2 * (size_t)MMA_Q * ld;
+    static const size_t kv_bytes = 2 * (size_t)MMA_K * ld;
+    static const size_t total = q_bytes + 2 * kv_bytes;
 };
 
 /* ---- the 16-bit type: conversion and the mma instruction ---- */
@@ -82,8 +80,24 @@ template <> struct half_ops<__half> {
     }
 };
 
-/* Two consecutive 16-bit elements as one register. */
-template <typename T> __device__ static uint32_t pair_at(const T *p) { return *(const uint32_t *)p; }
+/* ldmatrix: four 8x8 matrices of 16-bit values from shared memory into
+ * registers, lanes 8i .. 8i+7 giving the addresses of matrix i's rows (16
+ * bytes each, 16-byte aligned). Thread (g, t) receives row g, columns 2t and
+ * 2t+1 of each matrix; with .trans, row 2t and 2t+1 of column g, i.e. the
+ * matrix transposed, which turns row-major V into P·V's B fragments. */
+__device__ static void ldmatrix_x4(uint32_t r[4], const void *row_addr) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(row_addr);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+__device__ static void ldmatrix_x4_trans(uint32_t r[4], const void *row_addr) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(row_addr);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
 
 /* ---- loading tiles into shared memory ---- */
 
@@ -98,20 +112,6 @@ __device__ static void load_rows(T *dst, int ld, const float *src, int64_t src_l
         uint32_t *d = (uint32_t *)(dst + r * ld + c); /* 8-byte aligned: c % 4 == 0, ld even */
         d[0] = half_ops<T>::pack(v.x, v.y);
         d[1] = half_ops<T>::pack(v.z, v.w);
-    }
-}
-
-/* dst[c][r] = src[r][c] (Vᵀ), the same rows and zero fill as load_rows. */
-template <typename T, int HD>
-__device__ static void load_transposed(T *dst, const float *src, int64_t src_ld, int n_rows) {
-    const int per_row = HD / 4, ld = mma_shape<HD>::vt_ld;
-    for (int idx = threadIdx.x; idx < MMA_K * per_row; idx += blockDim.x) {
-        int r = idx / per_row, c = 4 * (idx % per_row);
-        float4 v = r < n_rows ? *(const float4 *)(src + (int64_t)r * src_ld + c) : make_float4(0, 0, 0, 0);
-        dst[(c + 0) * ld + r] = half_ops<T>::from(v.x);
-        dst[(c + 1) * ld + r] = half_ops<T>::from(v.y);
-        dst[(c + 2) * ld + r] = half_ops<T>::from(v.z);
-        dst[(c + 3) * ld + r] = half_ops<T>::from(v.w);
     }
 }
 
@@ -137,20 +137,25 @@ __device__ static query_row row_at(const attn_args &a, int t) {
     return q;
 }
 
-/* S[16, 64] = Q_w · K_tileᵀ: s[j] is the C fragment of keys 8j .. 8j+7. */
+/* S[16, 64] = Q_w · K_tileᵀ: s[j] is the C fragment of keys 8j .. 8j+7.
+ * Q's A fragment (columns 16kc..): matrices rows 0-7 / 8-15 x columns +0 / +8,
+ * in register order; K's B fragments for key tiles j, j+1: matrices keys
+ * 8j.. x dims +0, keys 8j.. x dims +8, then the same for keys 8j+8.. */
 template <typename T, int HD> __device__ static void tile_scores(const T *qw, const T *ks, float s[8][4]) {
-    const int ld = mma_shape<HD>::qk_ld;
-    int g = (threadIdx.x % LANES) / 4, t = threadIdx.x % 4;
+    const int ld = mma_shape<HD>::ld;
+    int lane = threadIdx.x % LANES, m = lane / 8, r = lane % 8;
 #pragma unroll
     for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0;
 #pragma unroll
     for (int kc = 0; kc < HD / 16; kc++) {
-        const T *q0 = qw + g * ld + kc * 16 + 2 * t, *q1 = q0 + 8 * ld;
-        uint32_t a[4] = {pair_at(q0), pair_at(q1), pair_at(q0 + 8), pair_at(q1 + 8)};
+        uint32_t a[4];
+        ldmatrix_x4(a, qw + (r + 8 * (m % 2)) * ld + kc * 16 + 8 * (m / 2));
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const T *k = ks + (j * 8 + g) * ld + kc * 16 + 2 * t;
-            half_ops<T>::mma(s[j], a, pair_at(k), pair_at(k + 8));
+        for (int j = 0; j < 8; j += 2) {
+            uint32_t b[4];
+            ldmatrix_x4(b, ks + (8 * j + r + 8 * (m / 2)) * ld + kc * 16 + 8 * (m % 2));
+            half_ops<T>::mma(s[j], a, b[0], b[1]);
+            half_ops<T>::mma(s[j + 1], a, b[2], b[3]);
         }
     }
 }
@@ -208,9 +213,9 @@ __device__ static void softmax_tile(const attn_args &a, int k0, float s[8][4], q
 
 /* O_w = O_w · diag(corr) + P · V_tile, P straight from the registers of S. */
 template <typename T, int HD>
-__device__ static void tile_output(const float p[8][4], const T *vt, const float corr[2], float o[HD / 8][4]) {
-    const int ld = mma_shape<HD>::vt_ld;
-    int g = (threadIdx.x % LANES) / 4, t = threadIdx.x % 4;
+__device__ static void tile_output(const float p[8][4], const T *vs, const float corr[2], float o[HD / 8][4]) {
+    const int ld = mma_shape<HD>::ld;
+    int lane = threadIdx.x % LANES, m = lane / 8, r = lane % 8;
 #pragma unroll
     for (int j = 0; j < HD / 8; j++) {
         o[j][0] *= corr[0];
@@ -224,10 +229,14 @@ __device__ static void tile_output(const float p[8][4], const T *vt, const float
         uint32_t a[4] = {half_ops<T>::pack(p[2 * kc][0], p[2 * kc][1]), half_ops<T>::pack(p[2 * kc][2], p[2 * kc][3]),
                          half_ops<T>::pack(p[2 * kc + 1][0], p[2 * kc + 1][1]),
                          half_ops<T>::pack(p[2 * kc + 1][2], p[2 * kc + 1][3])};
+        /* B fragments of dims 8j.. and 8j+8..: V (keys x dims) transposed, matrices
+         * keys 16kc.. / 16kc+8.. x dims 8j.., then the same for dims 8j+8.. */
 #pragma unroll
-        for (int j = 0; j < HD / 8; j++) {
-            const T *v = vt + (j * 8 + g) * ld + kc * 16 + 2 * t;
-            half_ops<T>::mma(o[j], a, pair_at(v), pair_at(v + 8));
+        for (int j = 0; j < HD / 8; j += 2) {
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, vs + (kc * 16 + r + 8 * (m % 2)) * ld + 8 * (j + m / 2));
+            half_ops<T>::mma(o[j], a, b[0], b[1]);
+            half_ops<T>::mma(o[j + 1], a, b[2], b[3]);
         }
     }
 }
@@ -235,7 +244,7 @@ __device__ static void tile_output(const float p[8][4], const T *vt, const float
 template <typename T, int HD> __global__ static void __launch_bounds__(MMA_WARPS *LANES) attention_mma_kernel(attn_args a) {
     typedef mma_shape<HD> sh;
     extern __shared__ __align__(16) unsigned char smem[];
-    T *qs = (T *)smem, *ks = (T *)(smem + sh::q_bytes), *vt = (T *)(smem + sh::q_bytes + sh::k_bytes);
+    T *qs = (T *)smem, *ks = (T *)(smem + sh::q_bytes), *vs = (T *)(smem + sh::q_bytes + sh::kv_bytes);
     int n_qtiles = (a.n_tok + MMA_Q - 1) / MMA_Q;
     int t0 = (blockIdx.x % n_qtiles) * MMA_Q, h = (blockIdx.x / n_qtiles) % a.n_head;
     int seq = blockIdx.x / (n_qtiles * a.n_head), kvh = h / (a.n_head / a.n_kv_head);
@@ -245,7 +254,7 @@ template <typename T, int HD> __global__ static void __launch_bounds__(MMA_WARPS
     /* keys any query of the block may see, the first tile aligned to MMA_K positions */
     int blk_lo = first_key(a.n_past + t0, a.window) / MMA_K * MMA_K;
     int blk_hi = a.bidirectional ? a.n_past + a.n_tok - 1 : a.n_past + t0 + n_q - 1;
-    load_rows<T, HD>(qs, sh::qk_ld, a.q + ((int64_t)seq * a.n_tok + t0) * qd + (int64_t)h * HD, qd, n_q, MMA_Q);
+    load_rows<T, HD>(qs, sh::ld, a.q + ((int64_t)seq * a.n_tok + t0) * qd + (int64_t)h * HD, qd, n_q, MMA_Q);
     const float *K = a.k_cache + (int64_t)seq * a.max_ctx * kvd + (int64_t)kvh * HD;
     const float *V = a.v_cache + (int64_t)seq * a.max_ctx * kvd + (int64_t)kvh * HD;
     int tq = t0 + 16 * warp + g; /* this thread's rows: tq and tq + 8 */
@@ -256,13 +265,13 @@ template <typename T, int HD> __global__ static void __launch_bounds__(MMA_WARPS
     for (int k0 = blk_lo; k0 <= blk_hi; k0 += MMA_K) {
         int nk = blk_hi - k0 + 1 < MMA_K ? blk_hi - k0 + 1 : MMA_K;
         __syncthreads(); /* every warp is done with the previous tiles (and Q is in place) */
-        load_rows<T, HD>(ks, sh::qk_ld, K + (int64_t)k0 * kvd, kvd, nk, MMA_K);
-        load_transposed<T, HD>(vt, V + (int64_t)k0 * kvd, kvd, nk);
+        load_rows<T, HD>(ks, sh::ld, K + (int64_t)k0 * kvd, kvd, nk, MMA_K);
+        load_rows<T, HD>(vs, sh::ld, V + (int64_t)k0 * kvd, kvd, nk, MMA_K);
         __syncthreads();
         float s[8][4], corr[2];
-        tile_scores<T, HD>(qs + 16 * warp * sh::qk_ld, ks, s);
+        tile_scores<T, HD>(qs + 16 * warp * sh::ld, ks, s);
         softmax_tile(a, k0, s, row, corr);
-        tile_output<T, HD>(s, vt, corr, o);
+        tile_output<T, HD>(s, vs, corr, o);
     }
     for (int i = 0; i < 2; i++) {
         float l = row_sum(row[i].l);
