@@ -114,6 +114,10 @@ typedef struct gemm_scratch {
 
 int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y, bool same_input,
                        gemm_scratch *scratch, sb_err *err);
+/* y += x·Wᵀ + b (the product's epilogue adds it): dense f32/f16/bf16 weights only. */
+int dev_linear_accumulate(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y, bool same_input,
+                          gemm_scratch *scratch, sb_err *err);
+bool dev_linear_is_dense(const dev_linear *w);
 
 /* ---- kernels (kernels.cu); each returns the launch's status ------------------ */
 

@@ -273,6 +273,28 @@ static int half_input(const float *x, int64_t n, bool bf16, bool same_input, gem
     return SB_OK;
 }
 
+bool dev_linear_is_dense(const dev_linear *w) { return w->kind == DW_F32 || w->kind == DW_F16 || w->kind == DW_BF16; }
+
+/* The residual add folded into cuBLAS's epilogue (beta = 1): one pass over y
+ * instead of a product into scratch and an add kernel reading it back. */
+int dev_linear_accumulate(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y, bool same_input,
+                          gemm_scratch *scratch, sb_err *err) {
+    if (!dev_linear_is_dense(w)) return sb_err_set(err, SB_EINTERNAL, "accumulating product on a packed weight");
+    if (!same_input) scratch->half_of = NULL;
+    const void *xin = x;
+    cudaDataType t = CUDA_R_32F;
+    int rc = SB_OK;
+    if (w->kind != DW_F32) {
+        bool bf16 = w->kind == DW_BF16;
+        t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+        rc = half_input(x, R * w->cols, bf16, same_input, scratch, err);
+        xin = scratch->half_x;
+    }
+    if (!rc) rc = gemm_beta(c, w->w, t, xin, w->rows, w->cols, R, y, w->rows, 1.0f, err);
+    if (!rc && w->bias) rc = k_add_bias(y, w->bias, R, w->rows, err);
+    return rc;
+}
+
 int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y, bool same_input,
                        gemm_scratch *scratch, sb_err *err) {
     int rc;

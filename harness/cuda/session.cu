@@ -210,6 +210,24 @@ static int block_linear(sb_cuda_session *s, int layer, const dev_linear *dw, con
     return rc ? rc : dev_linear_forward(s->c, dw, x, R, y, same_input, &s->gs, err);
 }
 
+/* A branch's last product: into its own output, or added straight into the
+ * residual stream (in_place) when nothing comes between product and add. */
+static int branch_out_linear(sb_cuda_session *s, int layer, const dev_linear *dw, const sb_linear *w, const float *x,
+                             int64_t R, float *y, bool same_input, bool in_place, sb_err *err) {
+    if (!in_place) return block_linear(s, layer, dw, w, x, R, y, same_input, err);
+    if (s->observer) return sb_err_set(err, SB_EINTERNAL, "in-place branch product with an observer");
+    int rc = profile_mark(s->c, SB_CUDA_OP_LINEAR, err);
+    return rc ? rc : dev_linear_accumulate(s->c, dw, x, R, y, same_input, &s->gs, err);
+}
+
+/* Whether a branch may add its last product into the stream in place: a
+ * dense weight, no norm after it, no SliceGPT shortcut before the add, and no
+ * observer (which sees each product's input in the CPU backend's order). */
+static bool adds_in_place(const sb_cuda_session *s, const dev_linear *last, const dev_norm *post,
+                          const sb_linear *shortcut) {
+    return !s->observer && dev_linear_is_dense(last) && !post->weight && !shortcut->fmt;
+}
+
 static int store_kv(sb_cuda_session *s, const sb_block *b, int layer, int n_tok, sb_err *err) {
     int64_t kvd = (int64_t)b->n_kv_head * b->head_dim;
     size_t bytes = sizeof(float) * (size_t)(n_tok * kvd);
@@ -230,7 +248,9 @@ static int attention_precision(const dev_linear *wq) {
     return wq->kind == DW_BF16 ? ATTN_BF16 : wq->kind == DW_F16 ? ATTN_F16 : ATTN_F32;
 }
 
-static int attention_branch(sb_cuda_session *s, int layer, int n_tok, int64_t R, sb_err *err) {
+/* out = attention(s->h), or out += it (in_place: out is the stream). */
+static int attention_branch(sb_cuda_session *s, int layer, int n_tok, int64_t R, float *out, bool in_place,
+                            sb_err *err) {
     const sb_model *m = s->m;
     const sb_block *b = &m->blocks[layer];
     const dev_block *db = &s->dm->blocks[layer];
@@ -255,14 +275,15 @@ static int attention_branch(sb_cuda_session *s, int layer, int n_tok, int64_t R,
         if (k_attention_uses_mma(&a)) s->c->attention_mma_calls++;
         rc = k_attention(&a, err);
     }
-    if (!rc) rc = block_linear(s, layer, &db->wo, &b->wo, s->att, R, s->o, false, err);
+    if (!rc) rc = branch_out_linear(s, layer, &db->wo, &b->wo, s->att, R, out, false, in_place, err);
     int d_mid = (int)b->wo.rows;
-    if (!rc && db->post_attn_norm.weight) rc = norm(s, &db->post_attn_norm, s->o, s->o, R, d_mid, d_mid, err);
+    if (!rc && db->post_attn_norm.weight) rc = norm(s, &db->post_attn_norm, out, out, R, d_mid, d_mid, err);
     return rc;
 }
 
-/* out = MLP(in), through the gate/up scratch. */
-static int mlp_branch(sb_cuda_session *s, int layer, const float *in, float *out, int64_t R, sb_err *err) {
+/* out = MLP(in) through the gate/up scratch, or out += it (in_place). */
+static int mlp_branch(sb_cuda_session *s, int layer, const float *in, float *out, int64_t R, bool in_place,
+                      sb_err *err) {
     const sb_model *m = s->m;
     const sb_block *b = &m->blocks[layer];
     const dev_block *db = &s->dm->blocks[layer];
@@ -289,7 +310,7 @@ static int mlp_branch(sb_cuda_session *s, int layer, const float *in, float *out
     } else if (!rc) {
         rc = k_activate(a, mul, n, (int)m->act, err);
     }
-    if (!rc) rc = block_linear(s, layer, down, &b->w_down, a, R, out, to_half, err);
+    if (!rc) rc = branch_out_linear(s, layer, down, &b->w_down, a, R, out, to_half, in_place, err);
     int d_out = (int)b->w_down.rows;
     if (!rc && db->post_mlp_norm.weight) rc = norm(s, &db->post_mlp_norm, out, out, R, d_out, d_out, err);
     return rc;
@@ -313,22 +334,25 @@ static int run_block(sb_cuda_session *s, int layer, int n_tok, int64_t R, sb_err
     const sb_block *b = &m->blocks[layer];
     const dev_block *db = &s->dm->blocks[layer];
     int d_in = (int)sb_block_width_in(b), d_mid = (int)sb_block_width_mid(b);
+    bool attn_in_place = adds_in_place(s, &db->wo, &db->post_attn_norm, &b->attn_shortcut);
+    bool mlp_in_place = adds_in_place(s, &db->w_down, &db->post_mlp_norm, &b->mlp_shortcut);
     int rc = norm(s, &db->attn_norm, s->x, s->h, R, d_in, d_in, err);
-    if (!rc) rc = attention_branch(s, layer, n_tok, R, err);
+    if (!rc) rc = attention_branch(s, layer, n_tok, R, attn_in_place ? s->x : s->o, attn_in_place, err);
     if (!rc) rc = through_shortcut(s, layer, &db->attn_shortcut, &b->attn_shortcut, R, err);
-    if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
-    if (!rc) rc = k_add(s->x, s->o, R * d_mid, err);
+    if (!rc && !attn_in_place) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
+    if (!rc && !attn_in_place) rc = k_add(s->x, s->o, R * d_mid, err);
     if (rc) return rc;
-    if (m->parallel_residual) {
-        rc = mlp_branch(s, layer, s->h, s->o, R, err);
-        if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
-        return rc ? rc : k_add(s->x, s->o, R * d_mid, err);
+    if (m->parallel_residual) { /* the MLP reads h, normed before the attention add */
+        rc = mlp_branch(s, layer, s->h, mlp_in_place ? s->x : s->o, R, mlp_in_place, err);
+        if (!rc && !mlp_in_place) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
+        if (!rc && !mlp_in_place) rc = k_add(s->x, s->o, R * d_mid, err);
+        return rc;
     }
     rc = norm(s, &db->mlp_norm, s->x, s->h, R, d_mid, d_mid, err);
-    if (!rc) rc = mlp_branch(s, layer, s->h, s->o, R, err);
+    if (!rc) rc = mlp_branch(s, layer, s->h, mlp_in_place ? s->x : s->o, R, mlp_in_place, err);
     if (!rc) rc = through_shortcut(s, layer, &db->mlp_shortcut, &b->mlp_shortcut, R, err);
-    if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
-    if (!rc) rc = k_add(s->x, s->o, R * b->w_down.rows, err);
+    if (!rc && !mlp_in_place) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
+    if (!rc && !mlp_in_place) rc = k_add(s->x, s->o, R * b->w_down.rows, err);
     return rc;
 }
 
