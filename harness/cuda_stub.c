@@ -3,6 +3,7 @@
  * make CUDA=1 this file compiles to nothing and the .cu files of harness/cuda/ provide
  * the functions. */
 #include "backend_cuda.h"
+#include "gptq_device.h"
 
 #ifndef SB_CUDA
 
@@ -81,6 +82,10 @@ int sb_cuda_bench_gemm_bf16(sb_cuda_ctx *c, int m, int n, int k, int reps, doubl
 int sb_cuda_bench_copy(sb_cuda_ctx *c, int64_t bytes, int reps, double *bytes_per_s, sb_err *err) {
     (void)c, (void)bytes, (void)reps;
     *bytes_per_s = 0;
+    return not_built(err);
+}
+int sb_gptq_device_run(sb_cuda_ctx *c, const sb_gptq_device_job *job, sb_err *err) {
+    (void)c, (void)job;
     return not_built(err);
 }
 
