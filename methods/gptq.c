@@ -33,7 +33,13 @@
  * true_sequential quantizes a block in stages so that later linears see
  * the quantized earlier ones: [k, v, q] → [o] → [up, gate] → [down]; a
  * parallel-residual block (attention and MLP on the same input) uses
- * [k, v, q, up, gate] → [o, down].  Embeddings and head stay as loaded. */
+ * [k, v, q, up, gate] → [o, down].  Embeddings and head stay as loaded.
+ *
+ * On a CUDA run (ctx->backend; the method is per_backend) the calibration
+ * Hessians accumulate on the device and the Cholesky steps and the column
+ * loop run there (sb_gptq_quantize_cuda, harness/gptq_device.h), after the
+ * same host preparation as here: the CPU's weights up to ties.  The
+ * reported errors (record_errors) are still computed on the host. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
