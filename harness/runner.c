@@ -174,6 +174,16 @@ static void method_ctx(runner *r, const sb_run_spec *run, const sb_backend_choic
     else ctx->cuda = r->cuda;
 }
 
+/* In a chain, only the steps that compute on the run's backend see it. */
+static sb_run_ctx step_ctx(const sb_run_ctx *ctx, const sb_method *m) {
+    sb_run_ctx c = *ctx;
+    if (!m->per_backend) {
+        c.backend = (sb_backend_choice){SB_BACKEND_CPU, 0, false};
+        c.cuda = NULL;
+    }
+    return c;
+}
+
 /* Restores the model and applies the run's method, unless already applied
  * (on the same device, for a method that computes on the run's backend). */
 static void ensure_method(runner *r, const sb_run_spec *run) {
@@ -203,7 +213,8 @@ static void ensure_method(runner *r, const sb_run_spec *run) {
          * between steps lets the restore free both. */
         int rc = i > 0 ? sb_model_snapshot_take(r->model, &r->step_snapshots[r->n_step_snapshots], &err) : SB_OK;
         if (rc == SB_OK && i > 0) r->n_step_snapshots++;
-        if (rc == SB_OK) rc = v->steps[i].method->apply(r->model, &v->steps[i].params, &ctx, &step, &err);
+        sb_run_ctx sctx = step_ctx(&ctx, v->steps[i].method);
+        if (rc == SB_OK) rc = v->steps[i].method->apply(r->model, &v->steps[i].params, &sctx, &step, &err);
         if (rc) snprintf(r->method_error, sizeof r->method_error, "%s: %s", v->steps[i].method->name, err.msg);
         cJSON_Delete(r->method_report.details); /* the last step's report describes the result */
         r->method_report = step;
