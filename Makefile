@@ -53,7 +53,7 @@ ifeq ($(CUDA),1)
   NVCCFLAGS = -std=c++17 -O2 -g $(CUDA_ARCH) -Iharness -DSB_CUDA -Werror all-warnings \
               -Xcompiler -Wall,-Wextra,-Werror,-fPIC
   CFLAGS += -DSB_CUDA
-  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+  LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcusolver -lcublas -lcudart -lstdc++
   CUDA_SUFFIX := -cuda
 endif
 
@@ -121,6 +121,10 @@ $(BUILD)/%.o: %.c
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
+# GPTQ's column loop must round as the CPU build does, which (ISO C11) never
+# contracts a·b + c into an FMA: no contraction in its kernel either.
+$(BUILD)/harness/cuda/gptq.o: NVCCFLAGS += -fmad=false
 
 $(BUILD)/tests/%: tests/%.c $(TEST_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)

@@ -8,6 +8,7 @@
 #include "../datasets/text_dataset.h"
 #include "blas.h"
 #include "calibration.h"
+#include "hessian_device.h"
 
 /* ---- Python's random: MT19937 as CPython seeds and uses it ------------- */
 
@@ -289,6 +290,23 @@ void sb_linear_stats_add_pool(sb_linear_stats *st, const float *x, int64_t n_row
 
 void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows) { sb_linear_stats_add_pool(st, x, n_rows, NULL); }
 
+/* sb_linear_stats_add with H accumulated in dev instead of st->h (which
+ * gets it with sb_hessian_device_get); the channel statistics as on the CPU. */
+static int stats_add_device(sb_linear_stats *st, sb_hessian_device *dev, const float *x, int64_t n_rows, sb_err *err) {
+    int64_t c = st->cols;
+    double keep = (double)st->n_seqs / (double)(st->n_seqs + 1);
+    st->n_seqs++;
+    int rc = sb_hessian_device_add(dev, x, n_rows, keep, 2.0 / (double)st->n_seqs, err);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += SB_STATS_CHUNK) {
+        int64_t nr = n_rows - r0 < SB_STATS_CHUNK ? n_rows - r0 : SB_STATS_CHUNK;
+        for (int64_t i = 0; i < nr * c; i++) st->chunk[i] = (double)x[r0 * c + i];
+        add_channel_stats(st, st->chunk, nr);
+    }
+    st->n_rows += n_rows;
+    for (int64_t i = 0; i < c; i++) st->mean[i] = st->sum[i] / (double)st->n_rows;
+    return rc;
+}
+
 /* ---- block-by-block capture --------------------------------------------- */
 
 struct sb_calib_run {
@@ -309,6 +327,12 @@ struct sb_calib_run {
     int64_t last_floats, last_cap;
     int last;              /* stats index that accumulated last_x, or -1 */
     bool share, mixed;     /* sharing on; a linear mirrored in some passes only */
+    /* A method computing on CUDA: each linear's H accumulates on the device
+     * during a pass ([n_stats], else NULL) and comes down at its end; the
+     * observer cannot return an error, so the first one waits in dev_err. */
+    sb_hessian_device **dev_h;
+    int dev_rc;
+    sb_err dev_err;
 };
 
 /* Each sample's slot holds seq_len rows of up to d_model floats: a sliced
@@ -350,7 +374,8 @@ static void observe(void *user, int layer, const sb_linear *w, const float *x, i
         if (r->mirror[i] == -2) r->mirror[i] = twin;
         if (r->mirror[i] != twin) r->mixed = true; /* sharing in some passes only: redone without it */
         if (r->mirror[i] >= 0) continue;
-        sb_linear_stats_add_pool(&r->stats[i], x, n_rows, r->ctx ? r->ctx->pool : NULL);
+        if (!r->dev_h) sb_linear_stats_add_pool(&r->stats[i], x, n_rows, r->ctx ? r->ctx->pool : NULL);
+        else if (!r->dev_rc) r->dev_rc = stats_add_device(&r->stats[i], r->dev_h[i], x, n_rows, &r->dev_err);
         if (r->share) remember_rows(r, i, x, floats);
     }
 }
@@ -423,16 +448,50 @@ static void copy_stats(sb_linear_stats *dst, const sb_linear_stats *src) {
     dst->n_seqs = src->n_seqs, dst->n_rows = src->n_rows;
 }
 
+/* True when the statistics accumulate on the run's CUDA device. */
+static bool on_device(const sb_calib_run *r) {
+    return r->ctx && r->ctx->backend.kind == SB_BACKEND_CUDA && r->ctx->cuda;
+}
+
+static void free_device_stats(sb_calib_run *r) {
+    for (int i = 0; r->dev_h && i < r->n_stats; i++) sb_hessian_device_free(r->dev_h[i]);
+    free(r->dev_h);
+    r->dev_h = NULL;
+}
+
+/* A zero H on the device for each of r->stats (a CUDA method's pass). */
+static int alloc_device_stats(sb_calib_run *r, sb_err *err) {
+    r->dev_rc = SB_OK;
+    memset(&r->dev_err, 0, sizeof r->dev_err);
+    if (!on_device(r) || r->n_stats == 0) return SB_OK;
+    r->dev_h = sb_calloc(err, (size_t)r->n_stats, sizeof *r->dev_h);
+    int rc = r->dev_h ? SB_OK : SB_EINTERNAL;
+    for (int i = 0; !rc && i < r->n_stats; i++) rc = sb_hessian_device_new(r->ctx->cuda, r->stats[i].cols, &r->dev_h[i], err);
+    return rc;
+}
+
+/* The pass is over: each H accumulated on the device comes down (mirrored
+ * linears get theirs from their twin afterwards, as on the CPU). */
+static int fetch_device_stats(sb_calib_run *r, sb_err *err) {
+    if (r->dev_rc) return sb_err_set(err, r->dev_rc, "%s", r->dev_err.msg);
+    int rc = SB_OK;
+    for (int i = 0; !rc && r->dev_h && i < r->n_stats; i++)
+        if (r->mirror[i] < 0) rc = sb_hessian_device_get(r->dev_h[i], r->stats[i].h, err);
+    return rc;
+}
+
 static int run_samples(sb_calib_run *r, sb_linear_stats *stats, int n_stats, bool share, sb_err *err) {
     r->stats = stats, r->n_stats = n_stats, r->share = share, r->mixed = false, r->last = -1;
     for (int i = 0; i < n_stats; i++) r->mirror[i] = -2;
-    int rc = SB_OK;
+    int rc = alloc_device_stats(r, err);
     for (int k = 0; !rc && k < r->set->n_samples; k++) {
         int64_t off = k * sample_floats(r);
         r->last = -1; /* never share across samples */
         rc = sb_session_forward_blocks(r->session, r->in + off, r->set->seq_len, r->layer, r->layer + 1, r->out + off,
                                        err);
     }
+    if (!rc) rc = fetch_device_stats(r, err);
+    free_device_stats(r);
     r->stats = NULL, r->n_stats = 0;
     return rc;
 }

@@ -137,7 +137,11 @@ int sb_calib_run_layer(const sb_calib_run *r); /* the block whose inputs are hel
 
 /* Runs the current block on every sample with its current weights,
  * writing the outputs (see sb_calib_outputs) and adding the inputs of
- * stats[i].target to stats[i] (n_stats may be 0). */
+ * stats[i].target to stats[i] (n_stats may be 0).  When the run's context
+ * computes on CUDA (ctx->backend CUDA, ctx->cuda open) each H accumulates
+ * on the device (hessian_device.h), the forward passes staying on the
+ * host, and is in stats[i].h on return: the same H up to the order of its
+ * float64 sums. */
 int sb_calib_run_block(sb_calib_run *r, sb_linear_stats *stats, int n_stats, sb_err *err);
 /* Recomputes the current block's outputs with its current (compressed)
  * weights and makes them the next block's inputs. */

@@ -3,6 +3,8 @@
  * make CUDA=1 this file compiles to nothing and the .cu files of harness/cuda/ provide
  * the functions. */
 #include "backend_cuda.h"
+#include "gptq_device.h"
+#include "hessian_device.h"
 
 #ifndef SB_CUDA
 
@@ -90,6 +92,25 @@ int sb_cuda_bench_gemm_bf16(sb_cuda_ctx *c, int m, int n, int k, int reps, doubl
 int sb_cuda_bench_copy(sb_cuda_ctx *c, int64_t bytes, int reps, double *bytes_per_s, sb_err *err) {
     (void)c, (void)bytes, (void)reps;
     *bytes_per_s = 0;
+    return not_built(err);
+}
+int sb_gptq_device_run(sb_cuda_ctx *c, const sb_gptq_device_job *job, sb_err *err) {
+    (void)c, (void)job;
+    return not_built(err);
+}
+int sb_hessian_device_new(sb_cuda_ctx *c, int64_t cols, sb_hessian_device **out, sb_err *err) {
+    (void)c, (void)cols;
+    *out = NULL;
+    return not_built(err);
+}
+/* An accumulator can never be made, so these are never reached with one. */
+void sb_hessian_device_free(sb_hessian_device *h) { (void)h; }
+int sb_hessian_device_add(sb_hessian_device *h, const float *x, int64_t n_rows, double keep, double add, sb_err *err) {
+    (void)h, (void)x, (void)n_rows, (void)keep, (void)add;
+    return not_built(err);
+}
+int sb_hessian_device_get(sb_hessian_device *h, double *out, sb_err *err) {
+    (void)h, (void)out;
     return not_built(err);
 }
 

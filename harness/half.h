@@ -1,9 +1,10 @@
 /* half.h - IEEE binary16 (f16) and bfloat16 (bf16) <-> f32 conversions.
  *
  * The scalar functions are plain bit manipulation, so they give the same
- * answer on every compiler and CPU.  The _row functions convert whole rows
- * and use F16C / AVX2 when the build enables them, because the engine
- * widens f16/bf16 weight tiles on every matrix product.
+ * answer on every compiler and CPU, and on a CUDA device (SB_HOSTDEV: the
+ * GPTQ kernel rounds scales to f16 with them).  The _row functions convert
+ * whole rows and use F16C / AVX2 when the build enables them, because the
+ * engine widens f16/bf16 weight tiles on every matrix product.
  *
  * NaN policy: f16 -> f32 returns a quiet NaN (payload kept, quiet bit set),
  * which is what the x86 F16C instruction does; making the scalar code do
@@ -16,13 +17,15 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline uint32_t sb_f32_bits(float f) {
+#include "hostdev.h"
+
+SB_HOSTDEV uint32_t sb_f32_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
 }
 
-static inline float sb_bits_f32(uint32_t u) {
+SB_HOSTDEV float sb_bits_f32(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
@@ -30,7 +33,7 @@ static inline float sb_bits_f32(uint32_t u) {
 
 /* f16 layout: sign(1) exponent(5, bias 15) mantissa(10).
  * f32 layout: sign(1) exponent(8, bias 127) mantissa(23). */
-static inline float sb_f16_to_f32(uint16_t h) {
+SB_HOSTDEV float sb_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t mant = h & 0x3ffu;
@@ -45,14 +48,14 @@ static inline float sb_f16_to_f32(uint16_t h) {
 }
 
 /* Rounds v >> shift to nearest, ties to even (shift >= 1). */
-static inline uint32_t sb_shift_round_even(uint32_t v, unsigned shift) {
+SB_HOSTDEV uint32_t sb_shift_round_even(uint32_t v, unsigned shift) {
     uint32_t r = v >> shift;
     uint32_t rem = v & ((1u << shift) - 1);
     uint32_t half = 1u << (shift - 1);
     return r + (rem > half || (rem == half && (r & 1u)));
 }
 
-static inline uint16_t sb_f32_to_f16(float f) {
+SB_HOSTDEV uint16_t sb_f32_to_f16(float f) {
     uint32_t x = sb_f32_bits(f);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     x &= 0x7fffffffu;
@@ -71,9 +74,9 @@ static inline uint16_t sb_f32_to_f16(float f) {
 }
 
 /* bf16 is the top half of an f32. */
-static inline float sb_bf16_to_f32(uint16_t h) { return sb_bits_f32((uint32_t)h << 16); }
+SB_HOSTDEV float sb_bf16_to_f32(uint16_t h) { return sb_bits_f32((uint32_t)h << 16); }
 
-static inline uint16_t sb_f32_to_bf16(float f) {
+SB_HOSTDEV uint16_t sb_f32_to_bf16(float f) {
     uint32_t x = sb_f32_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) /* NaN: truncate, force quiet */
         return (uint16_t)((x >> 16) | 0x0040u);

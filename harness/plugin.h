@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "error.h"
 #include "forward.h"
 #include "model.h"
@@ -31,7 +32,7 @@
 #include "tokenizer.h"
 #include "vec.h"
 
-#define SB_PLUGIN_ABI 3
+#define SB_PLUGIN_ABI 4
 
 /* ---- parameters ---------------------------------------------------------- */
 
@@ -123,6 +124,14 @@ typedef struct sb_run_ctx {
     /* Progress of long work: done out of total units (tokens, questions). May be NULL. */
     void (*progress)(void *user, double done, double total, const char *unit);
     void *progress_user;
+    /* Where this step computes. A task: the run's backend (on CUDA the
+     * model's device copy is m->device). A method: the run's backend when
+     * the method sets per_backend, else the CPU, whose result every
+     * backend's runs then share. Zero (a context built as {.pool = ...}) is
+     * the CPU. */
+    sb_backend_choice backend;
+    /* The device opened for backend when it is CUDA (backend_cuda.h), else NULL. */
+    struct sb_cuda_ctx *cuda;
 } sb_run_ctx;
 
 void sb_run_progress(const sb_run_ctx *ctx, double done, double total, const char *unit);
@@ -146,6 +155,10 @@ typedef struct sb_method {
     int n_params;
     /* Compresses m in place. Parameters are already validated against `params`. */
     int (*apply)(sb_model *m, const sb_params *p, const sb_run_ctx *ctx, sb_method_report *report, sb_err *err);
+    /* The method computes on the run's backend (ctx->backend, ctx->cuda), so
+     * its result may differ between backends within rounding: the runner
+     * applies it once per backend instead of once for all. */
+    bool per_backend;
 } sb_method;
 
 typedef struct sb_task {

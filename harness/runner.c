@@ -38,6 +38,7 @@ struct runner {
     char load_error[1100];
     double load_s;
     int applied_method, applied_seed; /* -1: pristine */
+    int applied_device;         /* the CUDA device a per-backend method computed on, -1: the CPU */
     char method_error[1200];
     double method_s;
     sb_method_report method_report;
@@ -102,7 +103,7 @@ static void unload(runner *r) {
     r->snapshot = NULL;
     r->model = NULL;
     r->model_index = -1;
-    r->applied_method = r->applied_seed = -1;
+    r->applied_method = r->applied_seed = r->applied_device = -1;
 }
 
 static void ensure_model(runner *r, int index) {
@@ -128,6 +129,24 @@ static bool is_reference(const sb_method_variant *v) {
     return v->n_steps == 1 && strcmp(v->steps[0].method->name, "dense") == 0;
 }
 
+/* The backend a run names (the sweep checked every name when it was read). */
+static sb_backend_choice run_backend(const runner *r, const sb_run_spec *run) {
+    sb_backend_choice c;
+    sb_err ignored = {0};
+    if (sb_backend_parse(r->s->backends[run->backend], &c, &ignored)) c = (sb_backend_choice){SB_BACKEND_CPU, 0, false};
+    return c;
+}
+
+/* Where a method variant computes: on the run's backend when one of its
+ * steps asks to (per_backend), else on the CPU for every backend. */
+static sb_backend_choice method_backend(const runner *r, const sb_run_spec *run) {
+    const sb_method_variant *v = &r->s->methods[run->method];
+    for (int i = 0; i < v->n_steps; i++)
+        if (v->steps[i].method->per_backend) return run_backend(r, run);
+    return (sb_backend_choice){SB_BACKEND_CPU, 0, false};
+}
+
+/* The context of a run's task; ensure_method and run_task adjust backend and cuda. */
 static void fill_ctx(runner *r, const sb_run_spec *run, sb_run_ctx *ctx) {
     memset(ctx, 0, sizeof *ctx);
     ctx->pool = r->pool;
@@ -138,11 +157,41 @@ static void fill_ctx(runner *r, const sb_run_spec *run, sb_run_ctx *ctx) {
     ctx->reference = r->snapshot ? sb_model_snapshot_reference(r->snapshot) : NULL;
     ctx->progress = sb_progress_inner;
     ctx->progress_user = &r->progress;
+    ctx->backend = run_backend(r, run);
 }
 
-/* Restores the model and applies the run's method, unless already applied. */
+static int open_device(runner *r, const sb_backend_choice *choice, sb_err *err);
+
+/* The context a method variant is applied with: on a CUDA device only
+ * when it computes there (method_backend), with that device opened. */
+static void method_ctx(runner *r, const sb_run_spec *run, const sb_backend_choice *where, sb_run_ctx *ctx) {
+    fill_ctx(r, run, ctx);
+    ctx->backend = *where;
+    if (where->kind != SB_BACKEND_CUDA) return;
+    sb_err err = {0};
+    if (open_device(r, where, &err))
+        snprintf(r->method_error, sizeof r->method_error, "opening cuda:%d for the method: %s", where->device, err.msg);
+    else ctx->cuda = r->cuda;
+}
+
+/* In a chain, only the steps that compute on the run's backend see it. */
+static sb_run_ctx step_ctx(const sb_run_ctx *ctx, const sb_method *m) {
+    sb_run_ctx c = *ctx;
+    if (!m->per_backend) {
+        c.backend = (sb_backend_choice){SB_BACKEND_CPU, 0, false};
+        c.cuda = NULL;
+    }
+    return c;
+}
+
+/* Restores the model and applies the run's method, unless already applied
+ * (on the same device, for a method that computes on the run's backend). */
 static void ensure_method(runner *r, const sb_run_spec *run) {
-    if (!r->model || (r->applied_method == run->method && r->applied_seed == run->seed)) return;
+    sb_backend_choice where = method_backend(r, run);
+    int device = where.kind == SB_BACKEND_CUDA ? where.device : -1;
+    if (!r->model ||
+        (r->applied_method == run->method && r->applied_seed == run->seed && r->applied_device == device))
+        return;
     drop_device_model(r);
     if (r->applied_method >= 0) restore_model(r);
     cJSON_Delete(r->method_report.details);
@@ -150,9 +199,10 @@ static void ensure_method(runner *r, const sb_run_spec *run) {
     r->method_error[0] = 0;
     r->applied_method = run->method;
     r->applied_seed = run->seed;
+    r->applied_device = device;
     const sb_method_variant *v = &r->s->methods[run->method];
     sb_run_ctx ctx;
-    fill_ctx(r, run, &ctx);
+    method_ctx(r, run, &where, &ctx);
     sb_phase ph;
     sb_phase_start(&ph);
     for (int i = 0; i < v->n_steps && !r->method_error[0]; i++) {
@@ -163,7 +213,8 @@ static void ensure_method(runner *r, const sb_run_spec *run) {
          * between steps lets the restore free both. */
         int rc = i > 0 ? sb_model_snapshot_take(r->model, &r->step_snapshots[r->n_step_snapshots], &err) : SB_OK;
         if (rc == SB_OK && i > 0) r->n_step_snapshots++;
-        if (rc == SB_OK) rc = v->steps[i].method->apply(r->model, &v->steps[i].params, &ctx, &step, &err);
+        sb_run_ctx sctx = step_ctx(&ctx, v->steps[i].method);
+        if (rc == SB_OK) rc = v->steps[i].method->apply(r->model, &v->steps[i].params, &sctx, &step, &err);
         if (rc) snprintf(r->method_error, sizeof r->method_error, "%s: %s", v->steps[i].method->name, err.msg);
         cJSON_Delete(r->method_report.details); /* the last step's report describes the result */
         r->method_report = step;
@@ -329,9 +380,8 @@ static void fault_after_record(runner *r) {
     if (k && ++r->records_written == atoi(k)) raise(SIGKILL);
 }
 
-/* Opens the device and uploads the model for a CUDA run, once per device
- * and model state. Failures (no device, out of device memory) fail the run. */
-static int ensure_device(runner *r, const sb_backend_choice *choice, sb_err *err) {
+/* Opens the device a CUDA run names (once: again only for another device). */
+static int open_device(runner *r, const sb_backend_choice *choice, sb_err *err) {
     if (r->cuda) {
         sb_cuda_info in;
         sb_cuda_ctx_info(r->cuda, &in);
@@ -342,8 +392,15 @@ static int ensure_device(runner *r, const sb_backend_choice *choice, sb_err *err
         }
     }
     int rc = r->cuda ? SB_OK : sb_cuda_ctx_new(choice->device, &r->cuda, err);
+    if (!rc) sb_cuda_ctx_set_tf32(r->cuda, choice->tf32);
+    return rc;
+}
+
+/* Opens the device and uploads the model for a CUDA run, once per device
+ * and model state. Failures (no device, out of device memory) fail the run. */
+static int ensure_device(runner *r, const sb_backend_choice *choice, sb_err *err) {
+    int rc = open_device(r, choice, err);
     if (rc) return rc;
-    sb_cuda_ctx_set_tf32(r->cuda, choice->tf32);
     return r->device_model ? SB_OK : sb_cuda_model_upload(r->cuda, r->model, &r->device_model, err);
 }
 
@@ -361,8 +418,10 @@ static int run_task(runner *r, const sb_run_spec *run, const sb_task_variant *tv
     sb_cuda_ctx_measure(r->cuda, true);
     sb_cuda_stats_reset(r->cuda);
     sb_cuda_stats_get(r->cuda, &out->dev_before);
+    sb_run_ctx on_device = *ctx;
+    on_device.cuda = r->cuda;
     r->model->device = r->device_model;
-    rc = tv->task->run(r->model, &tv->params, ctx, res, err);
+    rc = tv->task->run(r->model, &tv->params, &on_device, res, err);
     r->model->device = NULL;
     sb_cuda_stats_get(r->cuda, &out->dev_after);
     return rc;
@@ -432,7 +491,7 @@ int sb_runner_new(const sb_sweep *s, const sb_runner_opts *o, bool with_store, b
                   sb_err *err) {
     runner *r = sb_calloc(err, 1, sizeof *r);
     if (!r) return SB_EINTERNAL;
-    *r = (runner){.s = s, .o = o, .model_index = -1, .applied_method = -1, .applied_seed = -1};
+    *r = (runner){.s = s, .o = o, .model_index = -1, .applied_method = -1, .applied_seed = -1, .applied_device = -1};
     *out = r;
     r->model_hash = sb_calloc(err, (size_t)s->n_models, sizeof *r->model_hash);
     if (!r->model_hash) return SB_EINTERNAL;

@@ -33,7 +33,13 @@
  * true_sequential quantizes a block in stages so that later linears see
  * the quantized earlier ones: [k, v, q] → [o] → [up, gate] → [down]; a
  * parallel-residual block (attention and MLP on the same input) uses
- * [k, v, q, up, gate] → [o, down].  Embeddings and head stay as loaded. */
+ * [k, v, q, up, gate] → [o, down].  Embeddings and head stay as loaded.
+ *
+ * On a CUDA run (ctx->backend; the method is per_backend) the calibration
+ * Hessians accumulate on the device and the Cholesky steps and the column
+ * loop run there (sb_gptq_quantize_cuda, harness/gptq_device.h), after the
+ * same host preparation as here: the CPU's weights up to ties.  The
+ * reported errors (record_errors) are still computed on the host. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +49,7 @@
 #include "calibration.h"
 #include "format_qint.h"
 #include "gptq.h"
+#include "gptq_device.h"
 #include "linalg.h"
 #include "plugin.h"
 #include "quantizer.h"
@@ -227,13 +234,19 @@ static int permute_by_activation(layer_state *s, double *h, sb_err *err) {
     return rc;
 }
 
-/* Dead inputs, damping and U = upper Cholesky of H⁻¹ (as float32 in s->u). */
-static int prepare_hessian(layer_state *s, double *h, sb_err *err) {
+/* H += damp·mean(diag H)·I. */
+static void damp_hessian(const layer_state *s, double *h) {
     int64_t n = s->cols;
     double mean = 0;
     for (int64_t i = 0; i < n; i++) mean += h[i * n + i];
     mean /= (double)n;
     for (int64_t i = 0; i < n; i++) h[i * n + i] += s->o->damp * mean;
+}
+
+/* Damping and U = upper Cholesky of H⁻¹ (as float32 in s->u). */
+static int prepare_hessian(layer_state *s, double *h, sb_err *err) {
+    int64_t n = s->cols;
+    damp_hessian(s, h);
     int rc = sb_inverse_upper_cholesky(h, (int)n, err);
     if (rc) return sb_err_prefix(err, "gptq: damped Hessian (damp %g)", s->o->damp);
     for (int64_t i = 0; i < n * n; i++) s->u[i] = (float)h[i];
@@ -294,6 +307,18 @@ static int alloc_state(layer_state *s, sb_err *err) {
     return ok ? SB_OK : SB_EINTERNAL;
 }
 
+/* W and H as the column loop starts from: per-channel or static
+ * parameters fitted, dead inputs zeroed, columns in act order. */
+static int prepare_layer(layer_state *s, const float *w, double *h, sb_err *err) {
+    const sb_gptq_opts *o = s->o;
+    memcpy(s->w, w, sizeof(float) * (size_t)(s->rows * s->cols));
+    for (int64_t c = 0; c < s->cols; c++) s->perm[c] = c;
+    if (o->group_size <= 0) fit_fixed(s); /* before dead inputs are zeroed, as quant.py */
+    zero_dead_inputs(s, h);
+    if (o->group_size > 0 && o->static_groups) fit_fixed(s);
+    return o->act_order ? permute_by_activation(s, h, err) : SB_OK;
+}
+
 int sb_gptq_quantize(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o, sb_pool *pool,
                      sb_gptq_out *out, sb_err *err) {
     return sb_gptq_quantize_mixed(w, rows, cols, h, o, NULL, pool, out, err);
@@ -321,14 +346,7 @@ int sb_gptq_quantize_fitted(const float *w, int64_t rows, int64_t cols, double *
     s.gs = o->group_size > 0 ? o->group_size : cols;
     s.n_groups = cols / s.gs;
     int rc = alloc_state(&s, err);
-    if (!rc) {
-        memcpy(s.w, w, sizeof(float) * (size_t)(rows * cols));
-        for (int64_t c = 0; c < cols; c++) s.perm[c] = c;
-        if (o->group_size <= 0) fit_fixed(&s); /* before dead inputs are zeroed, as quant.py */
-        zero_dead_inputs(&s, h);
-        if (o->group_size > 0 && o->static_groups) fit_fixed(&s);
-        if (o->act_order) rc = permute_by_activation(&s, h, err);
-    }
+    if (!rc) rc = prepare_layer(&s, w, h, err);
     if (!rc) rc = prepare_hessian(&s, h, err);
     if (!rc) {
         run_blocks(&s, pool);
@@ -358,6 +376,102 @@ int sb_gptq_quantize_elementwise(const float *w, int64_t rows, int64_t cols, dou
         *loss = 0;
         for (int64_t r = 0; r < rows; r++) *loss += s.row_loss[r];
     }
+    free_state(&s);
+    return rc;
+}
+
+/* ---- the same with the Cholesky steps and the loop on a CUDA device ------ */
+
+/* The out arrays' group whose parameters position c uses (write_out's g). */
+static int32_t group_at(const layer_state *s, int64_t c) {
+    if (s->o->group_size <= 0) return 0;
+    return (int32_t)((s->o->static_groups ? s->perm[c] : c) / s->gs);
+}
+
+/* The host side of a device job besides W and H. */
+typedef struct device_arrays {
+    int32_t *group_of;     /* [cols] group_at of each position */
+    float *scales, *zeros; /* [rows, n_groups] */
+    uint8_t *codes;        /* [rows, cols] in the loop's (permuted) order */
+    float *q;              /* [rows, cols] the same */
+    double *row_loss;      /* [rows] */
+} device_arrays;
+
+static void free_device_arrays(device_arrays *a) {
+    free(a->group_of), free(a->scales), free(a->zeros), free(a->codes), free(a->q), free(a->row_loss);
+}
+
+static int alloc_device_arrays(device_arrays *a, const layer_state *s, sb_err *err) {
+    size_t n = (size_t)(s->rows * s->cols), np = (size_t)(s->rows * s->n_groups);
+    a->group_of = sb_malloc(err, sizeof(int32_t) * (size_t)s->cols);
+    a->scales = sb_calloc(err, np, sizeof(float));
+    a->zeros = sb_calloc(err, np, sizeof(float));
+    a->codes = sb_malloc(err, n);
+    a->q = sb_malloc(err, sizeof(float) * n);
+    a->row_loss = sb_malloc(err, sizeof(double) * (size_t)s->rows);
+    return a->group_of && a->scales && a->zeros && a->codes && a->q && a->row_loss ? SB_OK : SB_EINTERNAL;
+}
+
+/* Only what the preparation needs: the device does the rest. */
+static int alloc_prepared(layer_state *s, sb_err *err) {
+    s->w = sb_malloc(err, sizeof(float) * (size_t)(s->rows * s->cols));
+    s->perm = sb_malloc(err, sizeof(int64_t) * (size_t)s->cols);
+    s->fixed = sb_malloc(err, sizeof(sb_qparams) * (size_t)(s->rows * s->n_groups));
+    return s->w && s->perm && s->fixed ? SB_OK : SB_EINTERNAL;
+}
+
+/* The job for a prepared layer (W and H in loop order, damped H). */
+static sb_gptq_device_job device_job(const layer_state *s, const double *h, device_arrays *a) {
+    const sb_gptq_opts *o = s->o;
+    bool dynamic = o->group_size > 0 && !o->static_groups;
+    for (int64_t c = 0; c < s->cols; c++) a->group_of[c] = group_at(s, c);
+    for (int64_t i = 0; !dynamic && i < s->rows * s->n_groups; i++)
+        a->scales[i] = s->fixed[i].scale, a->zeros[i] = s->fixed[i].zero;
+    return (sb_gptq_device_job){.rows = s->rows, .cols = s->cols, .bits = o->bits, .sym = o->sym, .group_size = s->gs,
+                                .n_groups = s->n_groups, .dynamic_groups = dynamic, .block_size = o->block_size,
+                                .w = s->w, .h = h, .group_of = a->group_of, .scales = a->scales, .zeros = a->zeros,
+                                .codes = a->codes, .q = a->q, .row_loss = a->row_loss};
+}
+
+/* write_out for the device's results. */
+static void write_out_device(const layer_state *s, const device_arrays *a, sb_gptq_out *out) {
+    int64_t rows = s->rows, cols = s->cols;
+    double loss = 0;
+    for (int64_t r = 0; r < rows; r++) loss += a->row_loss[r];
+    out->loss = loss;
+    for (int64_t c = 0; c < cols; c++) {
+        int64_t orig = s->perm[c];
+        out->g_idx[orig] = group_at(s, c);
+        for (int64_t r = 0; r < rows; r++) {
+            out->codes[r * cols + orig] = a->codes[r * cols + c];
+            if (out->q) out->q[r * cols + orig] = a->q[r * cols + c];
+        }
+    }
+    memcpy(out->scales, a->scales, sizeof(float) * (size_t)(rows * s->n_groups));
+    memcpy(out->zeros, a->zeros, sizeof(float) * (size_t)(rows * s->n_groups));
+}
+
+int sb_gptq_quantize_cuda(struct sb_cuda_ctx *dev, const float *w, int64_t rows, int64_t cols, double *h,
+                          const sb_gptq_opts *o, sb_gptq_out *out, sb_err *err) {
+    if (o->group_size > 0 && cols % o->group_size)
+        return sb_err_set(err, SB_EINPUT, "gptq: group size %d does not divide %lld columns", o->group_size,
+                          (long long)cols);
+    if (o->block_size < 1) return sb_err_set(err, SB_EINPUT, "gptq: block size %d", o->block_size);
+    if (o->bits < 2 || o->bits > 8) return sb_err_set(err, SB_EINPUT, "gptq on CUDA: bits %d is not in 2..8", o->bits);
+    layer_state s = {.o = o, .qz = sb_quantizer_make(o->bits, o->sym), .rows = rows, .cols = cols};
+    s.gs = o->group_size > 0 ? o->group_size : cols;
+    s.n_groups = cols / s.gs;
+    device_arrays a = {0};
+    int rc = alloc_prepared(&s, err);
+    if (!rc) rc = alloc_device_arrays(&a, &s, err);
+    if (!rc) rc = prepare_layer(&s, w, h, err);
+    if (!rc) {
+        damp_hessian(&s, h);
+        sb_gptq_device_job job = device_job(&s, h, &a);
+        rc = sb_gptq_device_run(dev, &job, err);
+    }
+    if (!rc) write_out_device(&s, &a, out);
+    free_device_arrays(&a);
     free_state(&s);
     return rc;
 }
@@ -471,6 +585,15 @@ static int replace_linear(sb_linear *lin, const layer_bufs *b, const sb_gptq_opt
     return rc ? rc : sb_linear_replace(lin, &out, err);
 }
 
+/* The column loop on the run's backend: the device's when it is CUDA. */
+static int column_loop(gptq_run *g, layer_bufs *b, int64_t rows, int64_t cols, sb_gptq_out *out, sb_err *err) {
+    const sb_run_ctx *ctx = g->ctx;
+    if (!ctx || ctx->backend.kind != SB_BACKEND_CUDA)
+        return sb_gptq_quantize(b->w, rows, cols, b->h, &g->opts, ctx ? ctx->pool : NULL, out, err);
+    if (!ctx->cuda) return sb_err_set(err, SB_EINTERNAL, "gptq: the run is on CUDA but no device was opened");
+    return sb_gptq_quantize_cuda(ctx->cuda, b->w, rows, cols, b->h, &g->opts, out, err);
+}
+
 static int quantize_one(gptq_run *g, int layer, int which, const sb_linear_stats *st, sb_err *err) {
     sb_linear *lin = sb_block_linear(&g->m->blocks[layer], which);
     int64_t rows = lin->rows, cols = lin->cols, n_groups = g->opts.group_size > 0 ? cols / g->opts.group_size : 1;
@@ -480,7 +603,7 @@ static int quantize_one(gptq_run *g, int layer, int which, const sb_linear_stats
     if (!rc) {
         lin->fmt->decode_rows(lin, 0, rows, b.w);
         memcpy(b.h, st->h, sizeof(double) * (size_t)(cols * cols));
-        rc = sb_gptq_quantize(b.w, rows, cols, b.h, &g->opts, g->ctx ? g->ctx->pool : NULL, &out, err);
+        rc = column_loop(g, &b, rows, cols, &out, err);
     }
     if (!rc) rc = record_errors(g, layer, which, st, b.w, b.q, out.loss, err);
     if (!rc) rc = replace_linear(lin, &b, &g->opts, err);
@@ -550,6 +673,11 @@ static cJSON *make_details(const gptq_run *g, const sb_calib_set *set, bool true
                             "(sequential) inputs; rel_err = sq_err / |Wx|^2; rtn_* = plain rounding, same quantizer "
                             "and inputs; gptq_loss = the authors' printed error");
     cJSON_AddStringToObject(d, "format", "qint: bit-packed codes, f16 scales (and f16 zeros if asymmetric)");
+    if (g->ctx && g->ctx->backend.kind == SB_BACKEND_CUDA) { /* CPU records stay as they were */
+        char dev[32];
+        snprintf(dev, sizeof dev, "cuda:%d", g->ctx->backend.device);
+        cJSON_AddStringToObject(d, "computed_on", dev);
+    }
     return d;
 }
 
@@ -615,4 +743,5 @@ const sb_method sb_method_gptq = {
     .params = gptq_params,
     .n_params = sizeof gptq_params / sizeof gptq_params[0],
     .apply = gptq_apply,
+    .per_backend = true, /* on CUDA the Hessians and the column loop run on the device */
 };

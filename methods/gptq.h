@@ -42,6 +42,15 @@ typedef struct sb_gptq_out {
 int sb_gptq_quantize(const float *w, int64_t rows, int64_t cols, double *h, const sb_gptq_opts *o, sb_pool *pool,
                      sb_gptq_out *out, sb_err *err);
 
+/* sb_gptq_quantize with the Cholesky steps and the column loop on the CUDA
+ * device dev (harness/gptq_device.h): the same codes, weights, group index,
+ * parameters and loss up to ties (a weight at a rounding midpoint may take
+ * the other code, the lazy update summing in another order).  Widths 2..8,
+ * the min-max fit only.  A build without CUDA says so (SB_EINPUT). */
+struct sb_cuda_ctx;
+int sb_gptq_quantize_cuda(struct sb_cuda_ctx *dev, const float *w, int64_t rows, int64_t cols, double *h,
+                          const sb_gptq_opts *o, sb_gptq_out *out, sb_err *err);
+
 /* The same with a width per (row, group) (mixed precision, SliM-LLM):
  * group_bits [rows * n_groups] widths 1..8 of the contiguous groups in the
  * original column order (o->bits is then unused); NULL is sb_gptq_quantize.

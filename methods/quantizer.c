@@ -1,4 +1,5 @@
-/* quantizer.c - min-max integer quantizer of the GPTQ family (see quantizer.h). */
+/* quantizer.c - min-max integer quantizer of the GPTQ family (see quantizer.h);
+ * the formulas themselves are in harness/quantizer_math.h, shared with CUDA. */
 #include <math.h>
 
 #include "half.h"
@@ -38,35 +39,17 @@ sb_qparams sb_quantizer_fit(const sb_quantizer *q, const float *x, int64_t n) {
 }
 
 sb_qparams sb_quantizer_fit_range(const sb_quantizer *q, float xmin, float xmax) {
-    xmin = fminf(xmin, 0);
-    xmax = fmaxf(xmax, 0);
-    if (q->symmetric) {
-        xmax = fmaxf(fabsf(xmin), xmax);
-        if (xmin < 0) xmin = -xmax;
-    }
-    if (xmin == 0 && xmax == 0) xmin = -1, xmax = 1;
-    float maxq = (float)q->maxq;
-    sb_qparams p = {.scale = (xmax - xmin) / maxq};
-    p.zero = q->symmetric ? (maxq + 1) / 2 : nearbyintf(-xmin / p.scale);
-    return p;
+    return sb_qmath_fit_range(q->maxq, q->symmetric, xmin, xmax);
 }
 
-sb_qparams sb_qparams_storable(sb_qparams p) {
-    const float f16_max = 65504.0f, f16_min_subnormal = 0x1p-24f;
-    float a = fabsf(p.scale), s = sb_f16_to_f32(sb_f32_to_f16(fminf(a, f16_max)));
-    if (s == 0) s = f16_min_subnormal;
-    p.scale = copysignf(s, p.scale);
-    return p;
-}
+sb_qparams sb_qparams_storable(sb_qparams p) { return sb_qmath_storable(p); }
 
 uint8_t sb_quantizer_code(const sb_quantizer *q, sb_qparams p, float x) {
     if (q->bits == 1) return x >= p.scale * (0.5f - p.zero); /* the nearer of the two levels */
-    float v = nearbyintf(x / p.scale) + p.zero;
-    if (!(v >= 0)) return 0; /* NaN lands on 0 too */
-    return v > (float)q->maxq ? (uint8_t)q->maxq : (uint8_t)v;
+    return sb_qmath_code(q->maxq, p, x);
 }
 
-float sb_qparams_dequant(sb_qparams p, unsigned code) { return p.scale * ((float)code - p.zero); }
+float sb_qparams_dequant(sb_qparams p, unsigned code) { return sb_qmath_dequant(p, code); }
 
 float sb_quantizer_quantize(const sb_quantizer *q, sb_qparams p, float x) {
     return sb_qparams_dequant(p, sb_quantizer_code(q, p, x));

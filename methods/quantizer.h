@@ -46,16 +46,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "quantizer_math.h" /* sb_qparams and the formulas, shared with the CUDA GPTQ kernel */
+
 typedef struct sb_quantizer {
     int bits;          /* 1..8 (1: binarization, see above) */
     int maxq;          /* 2^bits - 1 */
     bool symmetric;
 } sb_quantizer;
-
-typedef struct sb_qparams {
-    float scale;
-    float zero;        /* an integer in 0..maxq, as a float */
-} sb_qparams;
 
 sb_quantizer sb_quantizer_make(int bits, bool symmetric);
 

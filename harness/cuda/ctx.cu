@@ -24,6 +24,26 @@ int cublas_ok(cublasStatus_t st, const char *file, int line, sb_err *err) {
                       file, line);
 }
 
+/* cuSOLVER has no status-to-text function: the statuses it returns here by name. */
+static const char *cusolver_status_name(cusolverStatus_t st) {
+    switch (st) {
+    case CUSOLVER_STATUS_NOT_INITIALIZED: return "CUSOLVER_STATUS_NOT_INITIALIZED";
+    case CUSOLVER_STATUS_ALLOC_FAILED: return "CUSOLVER_STATUS_ALLOC_FAILED (out of device memory)";
+    case CUSOLVER_STATUS_INVALID_VALUE: return "CUSOLVER_STATUS_INVALID_VALUE";
+    case CUSOLVER_STATUS_ARCH_MISMATCH: return "CUSOLVER_STATUS_ARCH_MISMATCH";
+    case CUSOLVER_STATUS_EXECUTION_FAILED: return "CUSOLVER_STATUS_EXECUTION_FAILED";
+    case CUSOLVER_STATUS_INTERNAL_ERROR: return "CUSOLVER_STATUS_INTERNAL_ERROR";
+    default: return "a cuSOLVER error";
+    }
+}
+
+int cusolver_ok(cusolverStatus_t st, const char *file, int line, sb_err *err) {
+    if (st == CUSOLVER_STATUS_SUCCESS) return SB_OK;
+    int code = st == CUSOLVER_STATUS_ALLOC_FAILED ? SB_EINPUT : SB_EINTERNAL;
+    return sb_err_set(err, code, "cuSOLVER error %s (status %d) at %s:%d", cusolver_status_name(st), (int)st, file,
+                      line);
+}
+
 int cuda_alloc(sb_cuda_ctx *c, void **p, size_t bytes, const char *what, sb_err *err) {
     *p = NULL;
     if (bytes == 0) bytes = 1;

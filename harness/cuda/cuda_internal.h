@@ -1,7 +1,7 @@
 /* cuda_internal.h - what the CUDA backend's files share (C++, device side).
  *
- * Error checking: every CUDA runtime and cuBLAS call goes through
- * cuda_ok / cublas_ok, which turn a failure into an sb_err naming the call
+ * Error checking: every CUDA runtime, cuBLAS and cuSOLVER call goes through
+ * cuda_ok / cublas_ok / cusolver_ok, which turn a failure into an sb_err naming the call
  * site; a failed allocation becomes a clear "out of device memory" error
  * (SB_EINPUT: the run asked for more than the device has), so the runner
  * records that run as failed and the sweep goes on. */
@@ -10,6 +10,7 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cusolverDn.h>
 
 /* The harness's C headers, with C linkage for this C++ code. */
 extern "C" {
@@ -46,6 +47,7 @@ void profile_free(sb_cuda_ctx *c);
 /* Turns a CUDA error into an sb_err; returns SB_OK when e == cudaSuccess. */
 int cuda_ok(cudaError_t e, const char *file, int line, sb_err *err);
 int cublas_ok(cublasStatus_t st, const char *file, int line, sb_err *err);
+int cusolver_ok(cusolverStatus_t st, const char *file, int line, sb_err *err);
 
 /* Device allocations, counted for the high-water mark. what names the buffer in errors. */
 int cuda_alloc(sb_cuda_ctx *c, void **p, size_t bytes, const char *what, sb_err *err);
@@ -174,5 +176,6 @@ int k_sparse_gemv(const dev_linear *w, const float *x, int R, float *y, sb_err *
 
 #define CUDA_OK(call, err) cuda_ok((call), __FILE__, __LINE__, (err))
 #define CUBLAS_OK(call, err) cublas_ok((call), __FILE__, __LINE__, (err))
+#define CUSOLVER_OK(call, err) cusolver_ok((call), __FILE__, __LINE__, (err))
 
 #endif
