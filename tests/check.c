@@ -6,7 +6,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "check.h"
+#include "mapped_file.h"
 
 static char current[256];
 static char reason[1024];
@@ -120,4 +123,26 @@ void test_format_products(const sb_linear *w, sb_pool *pool, const char *what) {
     free(x);
     free(y);
     free(ref);
+}
+
+void *test_read_file(const char *dir, const char *name, size_t bytes) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    void *p = f ? malloc(bytes) : NULL;
+    if (p && fread(p, 1, bytes, f) != bytes) {
+        free(p);
+        p = NULL;
+    }
+    if (f) fclose(f);
+    return p;
+}
+
+cJSON *test_read_json(const char *path) {
+    char *text = NULL;
+    sb_err err = {0};
+    if (sb_read_text_file(path, &text, NULL, &err)) return NULL;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    return j;
 }

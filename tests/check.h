@@ -23,6 +23,11 @@ int test_status(void);
  * directory of ../shared/data if it exists, else NULL. */
 const char *test_shared_data(void);
 
+/* The first `bytes` bytes of dir/name (malloc'd), or NULL when it is missing or shorter. */
+void *test_read_file(const char *dir, const char *name, size_t bytes);
+/* A JSON file, parsed (cJSON_Delete it), or NULL when it is missing or malformed. */
+struct cJSON *test_read_json(const char *path);
+
 /* max |a-b| over n floats, and max |b|. */
 double test_max_abs_diff(const float *a, const float *b, long n);
 double test_max_abs(const float *a, long n);

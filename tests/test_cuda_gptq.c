@@ -130,28 +130,6 @@ static void compare_layer(sb_cuda_ctx *dev, sb_pool *pool, const char *name, con
 
 /* ---- the fixtures of test_gptq.c ------------------------------------------- */
 
-static void *read_file(const char *dir, const char *name, size_t bytes) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    void *p = f ? malloc(bytes) : NULL;
-    if (p && fread(p, 1, bytes, f) != bytes) {
-        free(p);
-        p = NULL;
-    }
-    if (f) fclose(f);
-    return p;
-}
-
-static cJSON *read_json(const char *path) {
-    char *text = NULL;
-    sb_err err = {0};
-    if (sb_read_text_file(path, &text, NULL, &err)) return NULL;
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    return j;
-}
-
 static sb_gptq_opts case_opts(const cJSON *c) {
     return (sb_gptq_opts){cJSON_GetObjectItem(c, "bits")->valueint, cJSON_GetObjectItem(c, "group_size")->valueint,
                           cJSON_IsTrue(cJSON_GetObjectItem(c, "sym")), 0.01,
@@ -161,10 +139,10 @@ static sb_gptq_opts case_opts(const cJSON *c) {
 }
 
 static void fixture_cases(sb_cuda_ctx *dev, sb_pool *pool) {
-    cJSON *man = read_json(FIX "/cases.json");
+    cJSON *man = test_read_json(FIX "/cases.json");
     int rows = man ? cJSON_GetObjectItem(man, "rows")->valueint : 0, cols = man ? cJSON_GetObjectItem(man, "cols")->valueint : 0;
-    float *w = man ? read_file(FIX, "w.f32", sizeof(float) * (size_t)rows * cols) : NULL;
-    double *h = man ? read_file(FIX, "h.f64", sizeof(double) * (size_t)cols * cols) : NULL;
+    float *w = man ? test_read_file(FIX, "w.f32", sizeof(float) * (size_t)rows * cols) : NULL;
+    double *h = man ? test_read_file(FIX, "h.f64", sizeof(double) * (size_t)cols * cols) : NULL;
     if (!w || !h) {
         test_begin("cuda_gptq_fixtures");
         test_expect(false, "cannot read %s", FIX);

@@ -32,32 +32,6 @@
 
 extern const sb_method sb_method_gptq;
 
-static void *read_file(const char *dir, const char *name, size_t bytes) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    void *p = f ? malloc(bytes) : NULL;
-    if (p && fread(p, 1, bytes, f) != bytes) {
-        free(p);
-        p = NULL;
-    }
-    if (f) fclose(f);
-    return p;
-}
-
-static cJSON *read_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = malloc(1 << 16);
-    size_t n = buf ? fread(buf, 1, (1 << 16) - 1, f) : 0;
-    fclose(f);
-    if (!buf) return NULL;
-    buf[n] = 0;
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    return j;
-}
-
 /* ---- the column loop against the NumPy reference ------------------------ */
 
 typedef struct fixture {
@@ -84,11 +58,11 @@ static void check_case(const fixture *fx, const cJSON *c, sb_pool *pool) {
                       cJSON_IsTrue(cJSON_GetObjectItem(c, "static_groups"))};
     size_t n = (size_t)rows * cols;
     snprintf(file, sizeof file, "%s.codes.u8", name);
-    uint8_t *want_codes = read_file(FIX, file, n);
+    uint8_t *want_codes = test_read_file(FIX, file, n);
     snprintf(file, sizeof file, "%s.gidx.i32", name);
-    int32_t *want_gidx = read_file(FIX, file, sizeof(int32_t) * (size_t)cols);
+    int32_t *want_gidx = test_read_file(FIX, file, sizeof(int32_t) * (size_t)cols);
     snprintf(file, sizeof file, "%s.scales.f32", name);
-    float *want_scales = read_file(FIX, file, sizeof(float) * (size_t)(rows * ng));
+    float *want_scales = test_read_file(FIX, file, sizeof(float) * (size_t)(rows * ng));
     sb_gptq_out out = {malloc(n), malloc(sizeof(float) * n), malloc(sizeof(int32_t) * (size_t)cols),
                        malloc(sizeof(float) * (size_t)(rows * ng)), malloc(sizeof(float) * (size_t)(rows * ng)), 0};
     double *h = malloc(sizeof(double) * (size_t)cols * cols);
@@ -114,13 +88,13 @@ static void check_case(const fixture *fx, const cJSON *c, sb_pool *pool) {
 }
 
 static void case_fixtures(sb_pool *pool) {
-    cJSON *man = read_json(FIX "/cases.json");
+    cJSON *man = test_read_json(FIX "/cases.json");
     fixture fx = {0};
     if (man) {
         fx.rows = cJSON_GetObjectItem(man, "rows")->valueint;
         fx.cols = cJSON_GetObjectItem(man, "cols")->valueint;
-        fx.w = read_file(FIX, "w.f32", sizeof(float) * (size_t)fx.rows * fx.cols);
-        fx.h = read_file(FIX, "h.f64", sizeof(double) * (size_t)fx.cols * fx.cols);
+        fx.w = test_read_file(FIX, "w.f32", sizeof(float) * (size_t)fx.rows * fx.cols);
+        fx.h = test_read_file(FIX, "h.f64", sizeof(double) * (size_t)fx.cols * fx.cols);
     }
     if (!man || !fx.w || !fx.h) {
         test_begin("gptq_fixtures");

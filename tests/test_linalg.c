@@ -35,16 +35,6 @@ static double *read_f64(const char *name, const char *suffix, size_t count) {
     return p;
 }
 
-static cJSON *read_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return cJSON_Parse(buf);
-}
-
 /* max |A·Q - Q·Λ| and max |QᵀQ - I|. */
 static void residuals(const double *a, const double *q, const double *w, int n, double *res, double *orth) {
     *res = *orth = 0;
@@ -97,7 +87,7 @@ static void check_case(const char *name, int n) {
 
 static void test_fixtures(void) {
     test_begin("eigen_matches_numpy_eigh");
-    cJSON *list = read_json(FIX "/cases.json");
+    cJSON *list = test_read_json(FIX "/cases.json");
     if (test_expect(cJSON_IsArray(list) && cJSON_GetArraySize(list) >= 8, FIX "/cases.json: missing or short")) {
         const cJSON *c;
         cJSON_ArrayForEach(c, list) {
