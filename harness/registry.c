@@ -84,7 +84,7 @@ const sb_named sb_registry_formats[] = {
 const sb_named sb_registry_backends[] = {
     {"cpu", "CBLAS GEMM inside one thread pool, AVX2 kernels for the rest"},
 #ifdef SB_CUDA
-    {"cuda", "cuda[:N][,tf32]: cuBLAS GEMM (f32/TF32, bf16/f16 with f32 accumulation), fused causal attention, qint/csr/n:m/low-rank kernels"},
+    {"cuda", "cuda[:N][,tf32]: cuBLAS GEMM (f32/TF32, bf16/f16 with f32 accumulation), fused causal attention (tensor cores for 16-bit models), GPTQ on the device, qint/csr/n:m/low-rank kernels"},
 #else
     {"cuda", "not in this build (make CUDA=1 where nvcc is installed)"},
 #endif
