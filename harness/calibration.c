@@ -267,25 +267,39 @@ static void syrk_tile(void *arg, int task, int worker) {
                     (int)c, 1.0, h, (int)c);
 }
 
-void sb_linear_stats_add_pool(sb_linear_stats *st, const float *x, int64_t n_rows, sb_pool *pool) {
-    int64_t c = st->cols;
-    /* gptq: H *= n / (n + 1); n += 1; H += (2 / n) · Σ x xᵀ */
+/* gptq's running mean over sequences: H *= n / (n + 1); n += 1; H += (2 / n) · Σ x xᵀ.
+ * Counts the sequence and returns the factor H keeps; *add is the new rows' weight. */
+static double next_sequence(sb_linear_stats *st, double *add) {
     double keep = (double)st->n_seqs / (double)(st->n_seqs + 1);
     st->n_seqs++;
-    double add = 2.0 / (double)st->n_seqs;
-    for (int64_t i = 0; i < c * c; i++) st->h[i] *= keep;
-    syrk_job job = {st, 0, add, (int)((c + H_TILE - 1) / H_TILE)};
+    *add = 2.0 / (double)st->n_seqs;
+    return keep;
+}
+
+/* The channel statistics of rows x, a chunk at a time through st->chunk
+ * (float64); each chunk also goes into H on the host when job is given. */
+static void add_rows(sb_linear_stats *st, const float *x, int64_t n_rows, syrk_job *job, sb_pool *pool) {
+    int64_t c = st->cols;
     for (int64_t r0 = 0; r0 < n_rows; r0 += SB_STATS_CHUNK) {
         int64_t nr = n_rows - r0 < SB_STATS_CHUNK ? n_rows - r0 : SB_STATS_CHUNK;
         for (int64_t i = 0; i < nr * c; i++) st->chunk[i] = (double)x[r0 * c + i];
         add_channel_stats(st, st->chunk, nr);
-        job.n_rows = nr;
-        sb_pool_run(pool, syrk_tile, &job, job.tiles * (job.tiles + 1) / 2);
+        if (!job) continue;
+        job->n_rows = nr;
+        sb_pool_run(pool, syrk_tile, job, job->tiles * (job->tiles + 1) / 2);
     }
-    for (int64_t i = 0; i < c; i++)
-        for (int64_t j = i + 1; j < c; j++) st->h[j * c + i] = st->h[i * c + j];
     st->n_rows += n_rows;
     for (int64_t i = 0; i < c; i++) st->mean[i] = st->sum[i] / (double)st->n_rows;
+}
+
+void sb_linear_stats_add_pool(sb_linear_stats *st, const float *x, int64_t n_rows, sb_pool *pool) {
+    int64_t c = st->cols;
+    double add, keep = next_sequence(st, &add);
+    for (int64_t i = 0; i < c * c; i++) st->h[i] *= keep;
+    syrk_job job = {st, 0, add, (int)((c + H_TILE - 1) / H_TILE)};
+    add_rows(st, x, n_rows, &job, pool);
+    for (int64_t i = 0; i < c; i++)
+        for (int64_t j = i + 1; j < c; j++) st->h[j * c + i] = st->h[i * c + j];
 }
 
 void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows) { sb_linear_stats_add_pool(st, x, n_rows, NULL); }
@@ -293,17 +307,9 @@ void sb_linear_stats_add(sb_linear_stats *st, const float *x, int64_t n_rows) { 
 /* sb_linear_stats_add with H accumulated in dev instead of st->h (which
  * gets it with sb_hessian_device_get); the channel statistics as on the CPU. */
 static int stats_add_device(sb_linear_stats *st, sb_hessian_device *dev, const float *x, int64_t n_rows, sb_err *err) {
-    int64_t c = st->cols;
-    double keep = (double)st->n_seqs / (double)(st->n_seqs + 1);
-    st->n_seqs++;
-    int rc = sb_hessian_device_add(dev, x, n_rows, keep, 2.0 / (double)st->n_seqs, err);
-    for (int64_t r0 = 0; r0 < n_rows; r0 += SB_STATS_CHUNK) {
-        int64_t nr = n_rows - r0 < SB_STATS_CHUNK ? n_rows - r0 : SB_STATS_CHUNK;
-        for (int64_t i = 0; i < nr * c; i++) st->chunk[i] = (double)x[r0 * c + i];
-        add_channel_stats(st, st->chunk, nr);
-    }
-    st->n_rows += n_rows;
-    for (int64_t i = 0; i < c; i++) st->mean[i] = st->sum[i] / (double)st->n_rows;
+    double add, keep = next_sequence(st, &add);
+    int rc = sb_hessian_device_add(dev, x, n_rows, keep, add, err);
+    add_rows(st, x, n_rows, NULL, NULL);
     return rc;
 }
 

@@ -87,8 +87,10 @@ static double attention_flops(const sb_model *m, int n_tok) {
     return f;
 }
 
-/* Best seconds of a full pass over T tokens (logits of the last one). */
-static int time_full(const sb_model *m, const cuda_bench_args *a, float *logits, double *best, sb_err *err) {
+/* Best seconds of a full pass over T tokens (logits of the last one), then
+ * one more pass with the device profile on: sec, its device time by operation. */
+static int time_full(sb_cuda_ctx *c, const sb_model *m, const cuda_bench_args *a, float *logits, double *best,
+                     double sec[SB_CUDA_OP_N], sb_err *err) {
     sb_session *s;
     int T = a->seq;
     int32_t *tokens = sb_malloc(err, sizeof(int32_t) * (size_t)T);
@@ -106,36 +108,25 @@ static int time_full(const sb_model *m, const cuda_bench_args *a, float *logits,
         double t = now_s() - t0;
         if (r > 0 && t < *best) *best = t;
     }
+    if (!rc) rc = sb_cuda_profile(c, true, err);
+    sb_session_reset(s);
+    if (!rc) rc = sb_session_forward(s, tokens, T, T - 1, logits, err);
+    sb_cuda_profile_get(c, sec);
+    sb_cuda_profile(c, false, err);
     sb_session_free(s);
     free(tokens);
     return rc;
 }
 
-/* One more full pass with the device profile on: where its time goes. */
-static int print_breakdown(sb_cuda_ctx *c, const sb_model *m, const cuda_bench_args *a, float *logits, sb_err *err) {
-    sb_session *s;
-    int32_t *tokens = sb_malloc(err, sizeof(int32_t) * (size_t)a->seq);
-    int rc = tokens ? sb_session_new(m, NULL, 1, a->seq, a->seq, &s, err) : SB_EINTERNAL;
-    if (rc) {
-        free(tokens);
-        return rc;
-    }
-    for (int t = 0; t < a->seq; t++) tokens[t] = (int32_t)((t * 7919) % m->n_vocab);
-    rc = sb_cuda_profile(c, true, err);
-    if (!rc) rc = sb_session_forward(s, tokens, a->seq, a->seq - 1, logits, err);
-    double sec[SB_CUDA_OP_N], total = 0;
-    sb_cuda_profile_get(c, sec);
-    sb_cuda_profile(c, false, err);
-    sb_session_free(s);
-    free(tokens);
-    if (rc) return rc;
+/* Where a full pass's device time goes. */
+static void print_breakdown(const sb_model *m, const cuda_bench_args *a, const double sec[SB_CUDA_OP_N]) {
+    double total = 0;
     for (int i = 0; i < SB_CUDA_OP_N; i++) total += sec[i];
     printf("breakdown       device time %.2f ms:", total * 1e3);
     for (int i = 0; i < SB_CUDA_OP_N; i++) printf(" %s %.2f ms (%.0f%%)", sb_cuda_op_names[i], sec[i] * 1e3, 100 * sec[i] / total);
     printf("\n                linears %.1f TFLOP/s, attention %.1f TFLOP/s\n",
            linear_flops(m, a->seq, 0) / sec[SB_CUDA_OP_LINEAR] / 1e12,
            attention_flops(m, a->seq) / sec[SB_CUDA_OP_ATTENTION] / 1e12);
-    return SB_OK;
 }
 
 static int time_decode(const sb_model *m, const cuda_bench_args *a, float *logits, double *seconds, sb_err *err) {
@@ -230,16 +221,15 @@ static int run_bench(sb_cuda_ctx *c, sb_model *m, const cuda_bench_args *a, floa
     if (rc) return rc;
     printf("cuBLAS          bf16 GEMM 8192^3 (f32 accumulate): %.1f TFLOP/s; device copy %.1f GB/s (read + write)\n",
            peak, copy_bw / 1e9);
-    double full = 0, dec = 0;
-    rc = time_full(m, a, logits, &full, err);
+    double full = 0, dec = 0, sec[SB_CUDA_OP_N];
+    rc = time_full(c, m, a, logits, &full, sec, err);
     if (rc) return rc;
     double lf = linear_flops(m, a->seq, 1), af = attention_flops(m, a->seq);
     double tflops = (lf + af) / full / 1e12;
     printf("full sequence   T=%d: %.0f tokens/s, %.1f TFLOP/s (%.1f linear + %.1f attention GFLOP in %.4f s) = %.3f "
            "of the bf16 GEMM peak\n",
            a->seq, a->seq / full, tflops, lf / 1e9, af / 1e9, full, tflops / peak);
-    rc = print_breakdown(c, m, a, logits, err);
-    if (rc) return rc;
+    print_breakdown(m, a, sec);
     if (!a->no_torch) {
         char why[512];
         double torch = torch_tokens_per_s(a, why, sizeof why);

@@ -294,11 +294,7 @@ template <typename T, int HD> static int launch(const attn_args *a, sb_err *err)
     }
     int64_t blocks = (int64_t)a->n_seq * a->n_head * ((a->n_tok + MMA_Q - 1) / MMA_Q);
     attention_mma_kernel<T, HD><<<(unsigned)blocks, MMA_WARPS * LANES, shared>>>(*a);
-    cudaError_t le = cudaGetLastError();
-    if (le != cudaSuccess)
-        return sb_err_set(err, SB_EINTERNAL, "CUDA kernel tensor-core attention failed to launch: %s (%s)",
-                          cudaGetErrorName(le), cudaGetErrorString(le));
-    return SB_OK;
+    return cuda_launched("tensor-core attention", err);
 }
 
 size_t k_attention_mma_shared_bytes(int head_dim) {

@@ -17,6 +17,13 @@ int cuda_ok(cudaError_t e, const char *file, int line, sb_err *err) {
                       line);
 }
 
+int cuda_launched(const char *what, sb_err *err) {
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) return SB_OK;
+    return sb_err_set(err, SB_EINTERNAL, "CUDA kernel %s failed to launch: %s (%s)", what, cudaGetErrorName(e),
+                      cudaGetErrorString(e));
+}
+
 int cublas_ok(cublasStatus_t st, const char *file, int line, sb_err *err) {
     if (st == CUBLAS_STATUS_SUCCESS) return SB_OK;
     int code = st == CUBLAS_STATUS_ALLOC_FAILED ? SB_EINPUT : SB_EINTERNAL;

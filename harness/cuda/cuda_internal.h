@@ -46,6 +46,8 @@ void profile_free(sb_cuda_ctx *c);
 
 /* Turns a CUDA error into an sb_err; returns SB_OK when e == cudaSuccess. */
 int cuda_ok(cudaError_t e, const char *file, int line, sb_err *err);
+/* After a kernel launch: a launch error (bad configuration, too much shared memory) as an sb_err naming `what`. */
+int cuda_launched(const char *what, sb_err *err);
 int cublas_ok(cublasStatus_t st, const char *file, int line, sb_err *err);
 int cusolver_ok(cusolverStatus_t st, const char *file, int line, sb_err *err);
 

@@ -28,13 +28,6 @@ extern "C" {
 enum { WARP = 32, ROWS_PER_CTA = 4, COPY_THREADS = 256, COPY_CTAS = 4096 };
 static constexpr unsigned FULL_WARP = 0xffffffffu;
 
-static int launched(const char *what, sb_err *err) {
-    cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess) return SB_OK;
-    return sb_err_set(err, SB_EINTERNAL, "CUDA kernel %s failed to launch: %s (%s)", what, cudaGetErrorName(e),
-                      cudaGetErrorString(e));
-}
-
 /* ---- device buffers of one layer ---------------------------------------- */
 
 typedef struct gptq_buffers {
@@ -127,7 +120,7 @@ static int upper_factor_of_inverse(gptq_buffers *b, int n, sb_err *err) {
     if (rc) return rc;
     int64_t ctas = ((int64_t)n * n + COPY_THREADS - 1) / COPY_THREADS, max_ctas = COPY_CTAS;
     upper_to_float_kernel<<<(unsigned)(ctas < max_ctas ? ctas : max_ctas), COPY_THREADS>>>(b->h, b->u, n);
-    return launched("upper_to_float", err);
+    return cuda_launched("upper_to_float", err);
 }
 
 /* H up, U computed, H's float64 buffers given back before the loop needs its own. */
@@ -273,7 +266,7 @@ static int run_blocks(gptq_buffers *b, const sb_gptq_device_job *j, sb_err *err)
         a.i1 = i1;
         a.count = (int)(i2 - i1);
         block_kernel<<<ctas, ROWS_PER_CTA * WARP>>>(a);
-        rc = launched("gptq block", err);
+        rc = cuda_launched("gptq block", err);
         if (!rc && i2 < j->cols) rc = lazy_update(b, j, i1, i2, err);
     }
     return rc;

@@ -25,13 +25,6 @@ struct sb_hessian_device {
 
 static size_t h_bytes(const sb_hessian_device *h) { return sizeof(double) * (size_t)h->cols * (size_t)h->cols; }
 
-static int launched(const char *what, sb_err *err) {
-    cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess) return SB_OK;
-    return sb_err_set(err, SB_EINTERNAL, "CUDA kernel %s failed to launch: %s (%s)", what, cudaGetErrorName(e),
-                      cudaGetErrorString(e));
-}
-
 static unsigned ctas_for(int64_t n) {
     int64_t ctas = (n + THREADS - 1) / THREADS, most = MAX_CTAS;
     return (unsigned)(ctas < most ? ctas : most);
@@ -102,7 +95,7 @@ static int reserve(sb_hessian_device *h, int64_t rows, sb_err *err) {
 /* H = beta·H + add·XᵀX for one chunk of nr rows already in h->xf. */
 static int add_chunk(sb_hessian_device *h, int64_t nr, double add, double beta, sb_err *err) {
     widen_kernel<<<ctas_for(nr * h->cols), THREADS>>>(h->xf, h->xd, nr * h->cols);
-    int rc = launched("widen", err);
+    int rc = cuda_launched("widen", err);
     int n = (int)h->cols;
     if (!rc)
         rc = CUBLAS_OK(cublasDsyrk(h->c->blas, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, n, (int)nr, &add, h->xd, n, &beta,
@@ -116,7 +109,7 @@ extern "C" int sb_hessian_device_add(sb_hessian_device *h, const float *x, int64
     int rc = CUDA_OK(cudaSetDevice(h->c->device), err);
     if (!rc && n_rows < 1) { /* no rows: only the running mean's rescaling */
         scale_kernel<<<ctas_for(h->cols * h->cols), THREADS>>>(h->h, h->cols * h->cols, keep);
-        return launched("scale", err);
+        return cuda_launched("scale", err);
     }
     if (!rc) rc = reserve(h, n_rows, err);
     for (int64_t r0 = 0; !rc && r0 < n_rows; r0 += h->cap) {
@@ -132,7 +125,7 @@ extern "C" int sb_hessian_device_add(sb_hessian_device *h, const float *x, int64
 
 extern "C" int sb_hessian_device_get(sb_hessian_device *h, double *out, sb_err *err) {
     mirror_kernel<<<ctas_for(h->cols * h->cols), THREADS>>>(h->h, h->cols);
-    int rc = launched("mirror", err);
+    int rc = cuda_launched("mirror", err);
     if (!rc) rc = CUDA_OK(cudaMemcpy(out, h->h, h_bytes(h), cudaMemcpyDeviceToHost), err);
     return rc ? sb_err_prefix(err, "calibration Hessian on cuda:%d", h->c->device) : SB_OK;
 }

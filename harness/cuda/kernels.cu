@@ -12,13 +12,6 @@
 
 enum { THREADS = 256, WARP = 32 };
 
-static int launched(const char *what, sb_err *err) {
-    cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess) return SB_OK;
-    return sb_err_set(err, SB_EINTERNAL, "CUDA kernel %s failed to launch: %s (%s)", what, cudaGetErrorName(e),
-                      cudaGetErrorString(e));
-}
-
 static unsigned blocks_for(int64_t n) { return (unsigned)((n + THREADS - 1) / THREADS); }
 
 __device__ static float warp_sum(float v) {
@@ -67,7 +60,7 @@ int k_norm(const float *in, float *out, const float *w, const float *b, int64_t 
     if (n_rows == 0) return SB_OK;
     if (n_rows > INT32_MAX) return sb_err_set(err, SB_EINTERNAL, "norm over %lld rows", (long long)n_rows);
     norm_kernel<<<(unsigned)n_rows, THREADS>>>(in, out, w, b, width, stride, layer, eps, div);
-    return launched("norm", err);
+    return cuda_launched("norm", err);
 }
 
 /* ---- rotary: one thread per (row, head, pair) ---- */
@@ -95,7 +88,7 @@ int k_rope(float *x, int64_t R, int n_heads, int head_dim, int rot_dim, bool pai
     int64_t n = R * n_heads * half;
     if (n == 0) return SB_OK;
     rope_kernel<<<blocks_for(n), THREADS>>>(x, n, n_heads, head_dim, half, pairs, inv_freq, n_past, n_tok);
-    return launched("rope", err);
+    return cuda_launched("rope", err);
 }
 
 /* ---- element-wise ---- */
@@ -129,13 +122,13 @@ __global__ static void act_half_kernel(const float *a, const float *mul, int64_t
 int k_activate_to_half(const float *a, const float *mul, int64_t n, int act, void *out16, bool bf16, sb_err *err) {
     if (n == 0) return SB_OK;
     act_half_kernel<<<blocks_for(n), THREADS>>>(a, mul, n, act, out16, bf16);
-    return launched("activation to 16-bit", err);
+    return cuda_launched("activation to 16-bit", err);
 }
 
 int k_activate(float *a, const float *mul, int64_t n, int act, sb_err *err) {
     if (n == 0) return SB_OK;
     act_kernel<<<blocks_for(n), THREADS>>>(a, mul, n, act);
-    return launched("activation", err);
+    return cuda_launched("activation", err);
 }
 
 __global__ static void add_kernel(float *x, const float *y, int64_t n) {
@@ -146,7 +139,7 @@ __global__ static void add_kernel(float *x, const float *y, int64_t n) {
 int k_add(float *x, const float *y, int64_t n, sb_err *err) {
     if (n == 0) return SB_OK;
     add_kernel<<<blocks_for(n), THREADS>>>(x, y, n);
-    return launched("add", err);
+    return cuda_launched("add", err);
 }
 
 __global__ static void bias_kernel(float *y, const float *bias, int64_t n, int64_t rows) {
@@ -158,7 +151,7 @@ int k_add_bias(float *y, const float *bias, int64_t R, int64_t rows, sb_err *err
     int64_t n = R * rows;
     if (n == 0) return SB_OK;
     bias_kernel<<<blocks_for(n), THREADS>>>(y, bias, n, rows);
-    return launched("bias", err);
+    return cuda_launched("bias", err);
 }
 
 __global__ static void softcap_kernel(float *x, int64_t n, float cap) {
@@ -169,7 +162,7 @@ __global__ static void softcap_kernel(float *x, int64_t n, float cap) {
 int k_softcap(float *x, int64_t n, float cap, sb_err *err) {
     if (n == 0) return SB_OK;
     softcap_kernel<<<blocks_for(n), THREADS>>>(x, n, cap);
-    return launched("softcap", err);
+    return cuda_launched("softcap", err);
 }
 
 __global__ static void to_half_kernel(const float *x, void *out, int64_t n, bool bf16) {
@@ -182,7 +175,7 @@ __global__ static void to_half_kernel(const float *x, void *out, int64_t n, bool
 int k_to_half(const float *x, void *out, int64_t n, bool bf16, sb_err *err) {
     if (n == 0) return SB_OK;
     to_half_kernel<<<blocks_for(n), THREADS>>>(x, out, n, bf16);
-    return launched("convert to 16-bit", err);
+    return cuda_launched("convert to 16-bit", err);
 }
 
 /* ---- embedding lookup: one thread per output value ---- */
@@ -210,7 +203,7 @@ int k_embed(const dev_linear *E, const int32_t *tokens, int64_t R, int d, float 
     int64_t n = R * d;
     if (n == 0) return SB_OK;
     embed_kernel<<<blocks_for(n), THREADS>>>(E->w, E->kind, tokens, n, d, scale, pos, pos_offset, n_past, n_tok, x);
-    return launched("embedding", err);
+    return cuda_launched("embedding", err);
 }
 
 /* ---- causal attention ----
@@ -377,7 +370,7 @@ template <int SLICES> static int launch_tiled(const attn_args *a, sb_err *err) {
     }
     int64_t blocks = (int64_t)a->n_seq * a->n_head * ((a->n_tok + TILE_Q - 1) / TILE_Q);
     attention_tiled_kernel<SLICES><<<(unsigned)blocks, TILE_Q * WARP, shared>>>(*a);
-    return launched("tiled attention", err);
+    return cuda_launched("tiled attention", err);
 }
 
 bool k_attention_uses_mma(const attn_args *a) {
@@ -395,7 +388,7 @@ int k_attention(const attn_args *a, sb_err *err) {
     if (a->n_tok <= FEW_QUERIES) {
         unsigned grid = (unsigned)((tasks + ATTN_WARPS - 1) / ATTN_WARPS);
         attention_kernel<<<grid, ATTN_WARPS * WARP>>>(*a);
-        return launched("attention", err);
+        return cuda_launched("attention", err);
     }
     int slices = (a->head_dim + WARP - 1) / WARP;
     if (slices <= 1) return launch_tiled<1>(a, err);
@@ -475,7 +468,7 @@ int k_qint_decode(const dev_linear *w, int64_t row0, int64_t n_rows, float *tile
         return sb_err_set(err, SB_EINPUT, "qint layer with %d groups per row: the CUDA decoder takes up to %d",
                           w->q.n_groups, 48 * 1024 / 8);
     qint_decode_kernel<<<(unsigned)n_rows, THREADS, shared>>>(q, row0, tile);
-    return launched("qint decode", err);
+    return cuda_launched("qint decode", err);
 }
 
 /* One warp per output row: the groups in order, the lanes over a group's
@@ -516,7 +509,7 @@ int k_qint_gemv(const dev_linear *w, const float *x, int R, float *y, sb_err *er
     qint_dev q = {(const uint8_t *)w->w, w->q};
     unsigned grid = (unsigned)((w->rows + GEMV_WARPS - 1) / GEMV_WARPS);
     qint_gemv_kernel<<<grid, GEMV_WARPS * WARP>>>(q, x, R, y);
-    return launched("qint GEMV", err);
+    return cuda_launched("qint GEMV", err);
 }
 
 /* ---- sparse: csr and n:m (layout in format_sparse.h) ---- */
@@ -575,7 +568,7 @@ static sparse_dev sparse_of(const dev_linear *w) { return (sparse_dev){(const ui
 int k_sparse_decode(const dev_linear *w, int64_t row0, int64_t n_rows, float *tile, sb_err *err) {
     if (n_rows == 0) return SB_OK;
     sparse_decode_kernel<<<(unsigned)n_rows, THREADS>>>(sparse_of(w), row0, tile);
-    return launched("sparse decode", err);
+    return cuda_launched("sparse decode", err);
 }
 
 /* One warp per output row, the lanes over its stored entries. */
@@ -602,5 +595,5 @@ int k_sparse_gemv(const dev_linear *w, const float *x, int R, float *y, sb_err *
         return sb_err_set(err, SB_EINTERNAL, "sparse GEMV on %d rows (1 to %d)", R, QINT_GEMV_MAX_ROWS);
     unsigned grid = (unsigned)((w->rows + GEMV_WARPS - 1) / GEMV_WARPS);
     sparse_gemv_kernel<<<grid, GEMV_WARPS * WARP>>>(sparse_of(w), x, R, y);
-    return launched("sparse GEMV", err);
+    return cuda_launched("sparse GEMV", err);
 }

@@ -275,22 +275,24 @@ static int half_input(const float *x, int64_t n, bool bf16, bool same_input, gem
 
 bool dev_linear_is_dense(const dev_linear *w) { return w->kind == DW_F32 || w->kind == DW_F16 || w->kind == DW_BF16; }
 
+/* y = x·Wᵀ + beta·y for a dense weight: f32 as it is, 16-bit weights on x's 16-bit copy. */
+static int dense_product(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y, bool same_input,
+                         float beta, gemm_scratch *scratch, sb_err *err) {
+    if (w->kind == DW_F32) return gemm_beta(c, w->w, CUDA_R_32F, x, w->rows, w->cols, R, y, w->rows, beta, err);
+    bool bf16 = w->kind == DW_BF16;
+    int rc = half_input(x, R * w->cols, bf16, same_input, scratch, err);
+    return rc ? rc
+              : gemm_beta(c, w->w, bf16 ? CUDA_R_16BF : CUDA_R_16F, scratch->half_x, w->rows, w->cols, R, y, w->rows,
+                          beta, err);
+}
+
 /* The residual add folded into cuBLAS's epilogue (beta = 1): one pass over y
  * instead of a product into scratch and an add kernel reading it back. */
 int dev_linear_accumulate(sb_cuda_ctx *c, const dev_linear *w, const float *x, int64_t R, float *y, bool same_input,
                           gemm_scratch *scratch, sb_err *err) {
     if (!dev_linear_is_dense(w)) return sb_err_set(err, SB_EINTERNAL, "accumulating product on a packed weight");
     if (!same_input) scratch->half_of = NULL;
-    const void *xin = x;
-    cudaDataType t = CUDA_R_32F;
-    int rc = SB_OK;
-    if (w->kind != DW_F32) {
-        bool bf16 = w->kind == DW_BF16;
-        t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-        rc = half_input(x, R * w->cols, bf16, same_input, scratch, err);
-        xin = scratch->half_x;
-    }
-    if (!rc) rc = gemm_beta(c, w->w, t, xin, w->rows, w->cols, R, y, w->rows, 1.0f, err);
+    int rc = dense_product(c, w, x, R, y, same_input, 1.0f, scratch, err);
     if (!rc && w->bias) rc = k_add_bias(y, w->bias, R, w->rows, err);
     return rc;
 }
@@ -303,15 +305,10 @@ int dev_linear_forward(sb_cuda_ctx *c, const dev_linear *w, const float *x, int6
     if (!same_input) scratch->half_of = NULL;
     switch (w->kind) {
     case DW_F32:
-        rc = gemm(c, w->w, CUDA_R_32F, x, w->rows, w->cols, R, y, w->rows, err);
-        break;
     case DW_F16:
-    case DW_BF16: {
-        bool bf16 = w->kind == DW_BF16;
-        rc = half_input(x, R * w->cols, bf16, same_input, scratch, err);
-        if (!rc) rc = gemm(c, w->w, bf16 ? CUDA_R_16BF : CUDA_R_16F, scratch->half_x, w->rows, w->cols, R, y, w->rows, err);
+    case DW_BF16:
+        rc = dense_product(c, w, x, R, y, same_input, 0.0f, scratch, err);
         break;
-    }
     case DW_LOWRANK:
         rc = lowrank_forward(c, w, x, R, y, same_input, scratch, err);
         break;

@@ -231,7 +231,7 @@ static bool adds_in_place(const sb_cuda_session *s, const dev_linear *last, cons
 static int store_kv(sb_cuda_session *s, const sb_block *b, int layer, int n_tok, sb_err *err) {
     int64_t kvd = (int64_t)b->n_kv_head * b->head_dim;
     size_t bytes = sizeof(float) * (size_t)(n_tok * kvd);
-    int rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
+    int rc = SB_OK; /* profiled with the rotary step before it (both "other") */
     for (int seq = 0; !rc && seq < s->n_seq; seq++) {
         int64_t at = ((int64_t)seq * s->max_ctx + s->n_past) * kvd, from = (int64_t)seq * n_tok * kvd;
         rc = CUDA_OK(cudaMemcpyAsync(s->k_cache[layer] + at, s->k + from, bytes, cudaMemcpyDeviceToDevice, 0), err);

@@ -15,7 +15,10 @@ part with `slimbench eval --task mc --format jsonl` and prints, per type:
     the story before the question (the gold one when it is the only one): what copying
     any value of the right type from the context gives, without knowing whose it is.
 A model at "copy" has learned to copy from its context, not to look a fact up by its key;
-only accuracy above "copy" shows key-based recall.  Run from the repository root after
+only accuracy above "copy" shows key-based recall.  Two more rows split the pet-colour
+questions: "in_order" where the story already states the fact in the question's own order
+("Emma's frog is orange" or "The frog is orange" before "The colour of Emma's frog is"),
+"other" where it does not (the colour only before its noun: "Emma has an orange frog").  Run from the repository root after
 `make`; it calls ./slimbench.
 """
 import json
@@ -49,6 +52,32 @@ def copy_accuracy(row):
     return 1.0 / len(seen)
 
 
+def stated_in_order(row):
+    """The pet-colour fact appears earlier with the colour after its key, as the question asks it."""
+    context = row["context"]
+    m = re.search(r"The colour of (\w+)'s (\w+) is$", context)
+    if not m:
+        return False
+    owner, pet = m.groups()
+    gold, story = row["choices"][row["gold"]], context[:m.start()]
+    return f"{owner}'s {pet} is {gold}" in story or f"The {pet} is {gold}" in story
+
+
+def score(model, mc, out, name, lines):
+    """Prints one row: accuracy of the questions `lines`, chance and the copy baseline."""
+    part = os.path.join(mc, f"recall_{name}.jsonl")
+    open(part, "w").writelines(lines)
+    runs = os.path.join(out, f"eval_{name}")
+    subprocess.run(["./slimbench", "eval", "--model", model, "--task", "mc", "--data", part, "--format", "jsonl",
+                    "--out", runs], check=True, capture_output=True)
+    with open(os.path.join(runs, "runs.jsonl")) as f:
+        acc = json.loads(f.readlines()[-1])["metrics"]["acc"]
+    rows = [json.loads(s) for s in lines]
+    chance = sum(1.0 / len(r["choices"]) for r in rows) / len(rows)
+    copy = sum(copy_accuracy(r) for r in rows) / len(rows)
+    print(f"{name:20} {len(rows):4d} {acc['value']:7.3f} +-{acc['stderr']:.3f} {chance:7.3f} {copy:6.3f}")
+
+
 def main():
     if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
@@ -59,22 +88,16 @@ def main():
     by_type = {}
     for line in open(os.path.join(mc, "recall.jsonl")):
         by_type.setdefault(question_type(json.loads(line)["context"]), []).append(line)
-    print(f"{'type':12} {'n':>4} {'acc':>14} {'chance':>7} {'copy':>6}")
+    print(f"{'type':20} {'n':>4} {'acc':>14} {'chance':>7} {'copy':>6}")
     for name in ["pet_colour", "pet_name", "item_colour", "place", "count"]:
-        lines = by_type.get(name, [])
-        if not lines:
-            continue
-        part = os.path.join(mc, f"recall_{name}.jsonl")
-        open(part, "w").writelines(lines)
-        runs = os.path.join(out, f"eval_{name}")
-        subprocess.run(["./slimbench", "eval", "--model", model, "--task", "mc", "--data", part, "--format", "jsonl",
-                        "--out", runs], check=True, capture_output=True)
-        with open(os.path.join(runs, "runs.jsonl")) as f:
-            acc = json.loads(f.readlines()[-1])["metrics"]["acc"]
-        rows = [json.loads(s) for s in lines]
-        chance = sum(1.0 / len(r["choices"]) for r in rows) / len(rows)
-        copy = sum(copy_accuracy(r) for r in rows) / len(rows)
-        print(f"{name:12} {len(rows):4d} {acc['value']:7.3f} +-{acc['stderr']:.3f} {chance:7.3f} {copy:6.3f}")
+        if by_type.get(name):
+            score(model, mc, out, name, by_type[name])
+    pet_colour = by_type.get("pet_colour", [])
+    in_order = [s for s in pet_colour if stated_in_order(json.loads(s))]
+    other = [s for s in pet_colour if not stated_in_order(json.loads(s))]
+    for name, lines in (("pet_colour_in_order", in_order), ("pet_colour_other", other)):
+        if lines:
+            score(model, mc, out, name, lines)
 
 
 if __name__ == "__main__":
