@@ -17,11 +17,21 @@
  * the 4 threads of a row; and the C layout of two adjacent 8-key tiles of S is
  * the A layout of P for the next product, so P never leaves the registers.
  *
- * One block of 4 warps per (sequence, head, tile of 64 queries); warp w owns
- * queries 16w..16w+15. Per tile of 64 keys, K (row-major) and V (transposed,
- * so B fragments of P·V are two consecutive keys) are converted from the f32
- * cache into shared memory once for the 4 warps. Running max m and sum l per
- * row as in FlashAttention-2; nothing of size T x T exists.
+ * One block of 8 warps per (sequence, head, tile of 128 queries); warp w
+ * owns queries 16w..16w+15. The KV cache is already 16-bit (kernels.cu), so
+ * tiles of 64 keys and values go from it into shared memory with cp.async,
+ * two buffers deep: the next tile's copy runs while the tensor cores work
+ * on this one. Running max m and sum l per row as in FlashAttention-2;
+ * nothing of size T x T exists. A warp skips the tiles none of its rows
+ * can see, and masks only the tiles that cut through its rows' windows.
+ * Blocks of the last query tiles (the most keys, under a causal mask) are
+ * launched first, so the short ones fill the tail.
+ *
+ * Measured on an H200 (2026-11-26, 1.2 B Llama shape, head size 64), and
+ * left out for being slower: two 16-row tiles per warp, as FlashAttention-2
+ * has, so each K and V fragment feeds two products (237 registers, half the
+ * warps per SM: 90 against 116 TFLOP/s at T = 2048); and three blocks per
+ * SM forced by __launch_bounds__ (80 registers with spills: 97 TFLOP/s).
  *
  * Key tiles start at multiples of 64 positions, whatever the call's first
  * query: a query then meets its keys in the same groups, hence the same
@@ -44,8 +54,8 @@ enum { MMA_WARPS = 8, MMA_Q = 16 * MMA_WARPS, MMA_K = 64, LANES = 32 };
 template <int HD> struct mma_shape {
     static const int ld = HD + 8; /* Q, K and V rows */
     static const size_t q_bytes = 2 * (size_t)MMA_Q * ld;
-    static const size_t kv_bytes = 2 * (size_t)MMA_K * ld;
-    static const size_t total = q_bytes + 2 * kv_bytes;
+    static const size_t kv_bytes = 2 * (size_t)MMA_K * ld; /* one tile of K or V */
+    static const size_t total = q_bytes + 4 * kv_bytes;    /* Q, then K and V twice (double buffer) */
 };
 
 /* ---- the 16-bit type: conversion and the mma instruction ---- */
@@ -101,7 +111,7 @@ __device__ static void ldmatrix_x4_trans(uint32_t r[4], const void *row_addr) {
 
 /* ---- loading tiles into shared memory ---- */
 
-/* dst[r][c] = src[r][c] as T for rows r < n_rows, 0 for rows n_rows .. n_fill - 1.
+/* Q: dst[r][c] = src[r][c] as T for rows r < n_rows, 0 for rows n_rows .. n_fill - 1.
  * hd is a multiple of 16 and source rows start 16-byte aligned: float4 reads. */
 template <typename T, int HD>
 __device__ static void load_rows(T *dst, int ld, const float *src, int64_t src_ld, int n_rows, int n_fill) {
@@ -115,6 +125,29 @@ __device__ static void load_rows(T *dst, int ld, const float *src, int64_t src_l
     }
 }
 
+/* cp.async: 16 bytes from global to shared memory without passing through
+ * registers; with a source size of 0 it writes 16 zero bytes instead. */
+__device__ static void copy16_async(void *dst, const void *src, bool valid) {
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(n));
+}
+__device__ static void copies_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+/* Wait until at most `pending` committed groups of this thread are still in flight. */
+template <int pending> __device__ static void copies_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(pending)); }
+
+/* A tile of MMA_K cache rows (16-bit, HD each; row starts 16-byte aligned
+ * since HD is a multiple of 16) into dst; rows n_rows .. MMA_K - 1 are zeros:
+ * past the call they may hold anything, and 0 · NaN would reach the output. */
+template <typename T, int HD> __device__ static void load_cache_tile(T *dst, const T *src, int64_t src_ld, int n_rows) {
+    const int ld = mma_shape<HD>::ld, per_row = HD / 8;
+    for (int idx = threadIdx.x; idx < MMA_K * per_row; idx += blockDim.x) {
+        int r = idx / per_row, c = 8 * (idx % per_row);
+        bool valid = r < n_rows;
+        copy16_async(dst + r * ld + c, valid ? src + (int64_t)r * src_ld + c : src, valid);
+    }
+}
+
 /* ---- one (sequence, head, query tile) ---- */
 
 __device__ static int first_key(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
@@ -123,7 +156,7 @@ __device__ static int first_key(int p, int window) { return window > 0 && p - wi
 typedef struct query_row {
     bool active;  /* a real query of this call */
     int lo, hi;   /* its visible keys */
-    float m, l;   /* running max (scaled scores) and this thread's share of the sum */
+    float m, l;   /* running max (scaled scores, base-2 units) and this thread's share of the sum */
 } query_row;
 
 __device__ static query_row row_at(const attn_args &a, int t) {
@@ -160,11 +193,18 @@ template <typename T, int HD> __device__ static void tile_scores(const T *qw, co
     }
 }
 
+/* Scale and soft-cap one score, in base-2 units (times log2 e): the softmax
+ * then takes exp2 directly, which is what __expf does after its own multiply. */
+__device__ static float scaled(const attn_args &a, float s) {
+    const float log2e = 1.4426950408889634f;
+    if (a.softcap > 0) return a.softcap * tanhf(s * a.scale / a.softcap) * log2e;
+    return s * (a.scale * log2e);
+}
+
 /* Scale, soft-cap and mask one score of row q at key `key`: -inf when not visible. */
 __device__ static float masked(const attn_args &a, const query_row &q, int key, float s) {
     if (!q.active || key < q.lo || key > q.hi) return -INFINITY;
-    s *= a.scale;
-    return a.softcap > 0 ? a.softcap * tanhf(s / a.softcap) : s;
+    return scaled(a, s);
 }
 
 /* The largest of four threads' values (the 4 threads of a row: lanes 4g .. 4g+3). */
@@ -179,29 +219,33 @@ __device__ static float row_sum(float v) {
 }
 
 /* Online softmax over one tile: s becomes P (unnormalised), the rows' m and l
- * move on, and corr[i] is the factor the row's earlier output must take. */
-__device__ static void softmax_tile(const attn_args &a, int k0, float s[8][4], query_row row[2], float corr[2]) {
+ * move on, and corr[i] is the factor the row's earlier output must take.
+ * all_visible: every key of the tile is visible to every row of the warp,
+ * so the per-key mask (the same result) is skipped. */
+__device__ static void softmax_tile(const attn_args &a, int k0, bool all_visible, float s[8][4], query_row row[2],
+                                    float corr[2]) {
     int t = threadIdx.x % 4;
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int j = 0; j < 8; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            s[j][e] = masked(a, row[e / 2], k0 + 8 * j + 2 * t + e % 2, s[j][e]);
+            s[j][e] = all_visible ? scaled(a, s[j][e]) : masked(a, row[e / 2], k0 + 8 * j + 2 * t + e % 2, s[j][e]);
             mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
         }
     float m_new[2];
     for (int i = 0; i < 2; i++) {
         m_new[i] = fmaxf(row[i].m, row_max(mx[i]));
         /* nothing visible yet: stay at 0 output and 0 sum (avoid -inf - -inf) */
-        corr[i] = m_new[i] == -INFINITY ? 1.0f : __expf(row[i].m - m_new[i]);
+        corr[i] = m_new[i] == -INFINITY ? 1.0f : exp2f(row[i].m - m_new[i]);
     }
     float sum[2] = {0, 0};
 #pragma unroll
     for (int j = 0; j < 8; j++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            float p = s[j][e] == -INFINITY ? 0.0f : __expf(s[j][e] - m_new[e / 2]);
+            /* a visible score and its row's max are finite; a masked one is -inf */
+            float p = all_visible || s[j][e] != -INFINITY ? exp2f(s[j][e] - m_new[e / 2]) : 0.0f;
             s[j][e] = p;
             sum[e / 2] += p;
         }
@@ -241,45 +285,97 @@ __device__ static void tile_output(const float p[8][4], const T *vs, const float
     }
 }
 
+/* Shared memory: Q, then buffer 0's K and V tiles, then buffer 1's (which: 0 K, 1 V). */
+template <typename T, int HD> __device__ static T *tile_buffer(unsigned char *smem, int buf, int which) {
+    return (T *)(smem + mma_shape<HD>::q_bytes + (2 * buf + which) * mma_shape<HD>::kv_bytes);
+}
+
+/* Which keys a warp's 16 rows see, for skipping and unmasked tiles. */
+typedef struct warp_keys {
+    bool any_row;         /* the warp has a real query */
+    int lo_min, hi_max;   /* union of the rows' windows */
+    int lo_max, hi_min;   /* intersection (all rows real) */
+    bool all_rows;        /* all 16 rows are real queries */
+} warp_keys;
+
+__device__ static warp_keys keys_of_warp(const attn_args &a, int tq_first) {
+    warp_keys w;
+    int tq_last = tq_first + 15 < a.n_tok - 1 ? tq_first + 15 : a.n_tok - 1;
+    w.any_row = tq_first < a.n_tok;
+    w.all_rows = tq_first + 15 < a.n_tok;
+    int last_key = a.n_past + a.n_tok - 1;
+    w.lo_min = first_key(a.n_past + tq_first, a.window);
+    w.lo_max = first_key(a.n_past + tq_last, a.window);
+    w.hi_min = a.bidirectional ? last_key : a.n_past + tq_first;
+    w.hi_max = a.bidirectional ? last_key : a.n_past + tq_last;
+    return w;
+}
+
 template <typename T, int HD> __global__ static void __launch_bounds__(MMA_WARPS *LANES) attention_mma_kernel(attn_args a) {
     typedef mma_shape<HD> sh;
     extern __shared__ __align__(16) unsigned char smem[];
-    T *qs = (T *)smem, *ks = (T *)(smem + sh::q_bytes), *vs = (T *)(smem + sh::q_bytes + sh::kv_bytes);
-    int n_qtiles = (a.n_tok + MMA_Q - 1) / MMA_Q;
-    int t0 = (blockIdx.x % n_qtiles) * MMA_Q, h = (blockIdx.x / n_qtiles) % a.n_head;
-    int seq = blockIdx.x / (n_qtiles * a.n_head), kvh = h / (a.n_head / a.n_kv_head);
+    T *qs = (T *)smem;
+    /* the query tile varies slowest, from the last (the most keys) to the first */
+    int n_qtiles = (a.n_tok + MMA_Q - 1) / MMA_Q, per_tile = a.n_seq * a.n_head;
+    int t0 = (n_qtiles - 1 - (int)(blockIdx.x / per_tile)) * MMA_Q;
+    int h = (int)(blockIdx.x % per_tile) % a.n_head, seq = (int)(blockIdx.x % per_tile) / a.n_head;
+    int kvh = h / (a.n_head / a.n_kv_head);
     int n_q = a.n_tok - t0 < MMA_Q ? a.n_tok - t0 : MMA_Q;
     int warp = threadIdx.x / LANES, g = (threadIdx.x % LANES) / 4, t = threadIdx.x % 4;
     int kvd = a.n_kv_head * HD, qd = a.n_head * HD;
     /* keys any query of the block may see, the first tile aligned to MMA_K positions */
     int blk_lo = first_key(a.n_past + t0, a.window) / MMA_K * MMA_K;
     int blk_hi = a.bidirectional ? a.n_past + a.n_tok - 1 : a.n_past + t0 + n_q - 1;
+    int n_tiles = (blk_hi - blk_lo) / MMA_K + 1;
+    const T *K = (const T *)a.k_cache + (int64_t)seq * a.max_ctx * kvd + (int64_t)kvh * HD;
+    const T *V = (const T *)a.v_cache + (int64_t)seq * a.max_ctx * kvd + (int64_t)kvh * HD;
+    int nk0 = blk_hi - blk_lo + 1 < MMA_K ? blk_hi - blk_lo + 1 : MMA_K;
+    load_cache_tile<T, HD>(tile_buffer<T, HD>(smem, 0, 0), K + (int64_t)blk_lo * kvd, kvd, nk0);
+    load_cache_tile<T, HD>(tile_buffer<T, HD>(smem, 0, 1), V + (int64_t)blk_lo * kvd, kvd, nk0);
+    copies_commit();
     load_rows<T, HD>(qs, sh::ld, a.q + ((int64_t)seq * a.n_tok + t0) * qd + (int64_t)h * HD, qd, n_q, MMA_Q);
-    const float *K = a.k_cache + (int64_t)seq * a.max_ctx * kvd + (int64_t)kvh * HD;
-    const float *V = a.v_cache + (int64_t)seq * a.max_ctx * kvd + (int64_t)kvh * HD;
     int tq = t0 + 16 * warp + g; /* this thread's rows: tq and tq + 8 */
     query_row row[2] = {row_at(a, tq), row_at(a, tq + 8)};
+    warp_keys wk = keys_of_warp(a, t0 + 16 * warp);
     float o[HD / 8][4];
 #pragma unroll
     for (int j = 0; j < HD / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0;
-    for (int k0 = blk_lo; k0 <= blk_hi; k0 += MMA_K) {
-        int nk = blk_hi - k0 + 1 < MMA_K ? blk_hi - k0 + 1 : MMA_K;
-        __syncthreads(); /* every warp is done with the previous tiles (and Q is in place) */
-        load_rows<T, HD>(ks, sh::ld, K + (int64_t)k0 * kvd, kvd, nk, MMA_K);
-        load_rows<T, HD>(vs, sh::ld, V + (int64_t)k0 * kvd, kvd, nk, MMA_K);
-        __syncthreads();
-        float s[8][4], corr[2];
-        tile_scores<T, HD>(qs + 16 * warp * sh::ld, ks, s);
-        softmax_tile(a, k0, s, row, corr);
-        tile_output<T, HD>(s, vs, corr, o);
+    for (int i = 0; i < n_tiles; i++) {
+        int k0 = blk_lo + i * MMA_K, buf = i % 2;
+        if (i + 1 < n_tiles) { /* the next tile into the other buffer, freed at the end of the last iteration */
+            int k1 = k0 + MMA_K, nk1 = blk_hi - k1 + 1 < MMA_K ? blk_hi - k1 + 1 : MMA_K;
+            load_cache_tile<T, HD>(tile_buffer<T, HD>(smem, 1 - buf, 0), K + (int64_t)k1 * kvd, kvd, nk1);
+            load_cache_tile<T, HD>(tile_buffer<T, HD>(smem, 1 - buf, 1), V + (int64_t)k1 * kvd, kvd, nk1);
+            copies_commit();
+            copies_wait<1>(); /* this tile's copies are done, the next tile's may still run */
+        } else {
+            copies_wait<0>();
+        }
+        __syncthreads(); /* every thread's copies of this tile (and Q) are visible */
+        bool seen = wk.any_row && k0 <= wk.hi_max && k0 + MMA_K - 1 >= wk.lo_min;
+        if (seen) { /* warp-uniform */
+            bool all_visible = wk.all_rows && k0 >= wk.lo_max && k0 + MMA_K - 1 <= wk.hi_min;
+            float s[8][4], corr[2];
+            tile_scores<T, HD>(qs + 16 * warp * sh::ld, tile_buffer<T, HD>(smem, buf, 0), s);
+            softmax_tile(a, k0, all_visible, s, row, corr);
+            tile_output<T, HD>(s, tile_buffer<T, HD>(smem, buf, 1), corr, o);
+        }
+        __syncthreads(); /* every warp is done with this buffer before the next iteration refills it */
     }
     for (int i = 0; i < 2; i++) {
         float l = row_sum(row[i].l);
         int tr = tq + 8 * i;
         if (!row[i].active || l <= 0) continue;
-        float *out = a.out + ((int64_t)seq * a.n_tok + tr) * qd + (int64_t)h * HD + 2 * t;
+        int64_t at = ((int64_t)seq * a.n_tok + tr) * qd + (int64_t)h * HD + 2 * t;
+        if (a.out16) { /* the next product's 16-bit input: pairs of values, 4-byte aligned (at is even) */
+            uint32_t *out = (uint32_t *)((T *)a.out16 + at);
 #pragma unroll
-        for (int j = 0; j < HD / 8; j++) *(float2 *)(out + 8 * j) = make_float2(o[j][2 * i] / l, o[j][2 * i + 1] / l);
+            for (int j = 0; j < HD / 8; j++) out[4 * j] = half_ops<T>::pack(o[j][2 * i] / l, o[j][2 * i + 1] / l);
+        } else {
+            float *out = a.out + at;
+#pragma unroll
+            for (int j = 0; j < HD / 8; j++) *(float2 *)(out + 8 * j) = make_float2(o[j][2 * i] / l, o[j][2 * i + 1] / l);
+        }
     }
 }
 

@@ -129,6 +129,9 @@ bool dev_linear_is_dense(const dev_linear *w);
  * Mean and mean square divide by div (the width, or a sliced stream's original width). */
 int k_norm(const float *in, float *out, const float *w, const float *b, int64_t n_rows, int width, int64_t stride,
            bool layer, float eps, float div, sb_err *err);
+/* The same over contiguous rows, written as bf16 or f16 into out16[n_rows, width]: the next product's input. */
+int k_norm_to_half(const float *in, void *out16, bool bf16, const float *w, const float *b, int64_t n_rows, int width,
+                   bool layer, float eps, float div, sb_err *err);
 /* Rotates n_heads heads of head_dim in x[R, n_heads*head_dim]; row r is at position n_past + r % n_tok. */
 int k_rope(float *x, int64_t R, int n_heads, int head_dim, int rot_dim, bool pairs, const float *inv_freq,
            int n_past, int n_tok, sb_err *err);
@@ -146,8 +149,9 @@ int k_embed(const dev_linear *E, const int32_t *tokens, int64_t R, int d, float 
 
 typedef struct attn_args {
     const float *q;              /* [R, nh*hd] */
-    const float *k_cache, *v_cache; /* [n_seq, max_ctx, nkv*hd] */
+    const void *k_cache, *v_cache; /* [n_seq, max_ctx, nkv*hd] of the precision's dtype (f32, f16 or bf16) */
     float *out;                  /* [R, nh*hd] */
+    void *out16;                 /* or, when not NULL, the output there in the precision's 16 bits (tensor-core kernel only) */
     int n_seq, n_tok, n_past, max_ctx;
     int n_head, n_kv_head, head_dim, window;
     float scale, softcap;
@@ -158,6 +162,12 @@ typedef struct attn_args {
 
 enum { ATTN_MAX_HEAD_DIM = 256 };
 enum { ATTN_F32, ATTN_F16, ATTN_BF16 };
+/* Bytes of one cached key or value element at this precision (4 or 2). */
+size_t k_kv_element_bytes(int precision);
+/* Rows r = seq * n_tok + t of k and v [n_seq * n_tok, kvd] into the caches
+ * [n_seq, max_ctx, kvd] at position n_past + t, rounded to the precision's dtype. */
+int k_store_kv(const float *k, const float *v, void *k_cache, void *v_cache, int precision, int n_seq, int n_tok,
+               int n_past, int max_ctx, int kvd, sb_err *err);
 /* Causal attention with an online softmax: no score matrix is ever stored. */
 int k_attention(const attn_args *a, sb_err *err);
 /* Whether k_attention takes the tensor-core kernel (attention_mma.cu) for a:

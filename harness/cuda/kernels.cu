@@ -24,6 +24,14 @@ __device__ static float warp_max(float v) {
     return v;
 }
 
+/* f32, bf16 or f16 values read as f32, and f32 values stored as one of them (rounded to nearest). */
+__device__ static float as_float(float x) { return x; }
+__device__ static float as_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ static float as_float(__half x) { return __half2float(x); }
+__device__ static void store_as(float *p, float x) { *p = x; }
+__device__ static void store_as(__nv_bfloat16 *p, float x) { *p = __float2bfloat16(x); }
+__device__ static void store_as(__half *p, float x) { *p = __float2half(x); }
+
 /* Sum over the block (THREADS threads); every thread gets the total. */
 __device__ static float block_sum(float v, float *shared /* [WARP] */) {
     int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
@@ -37,11 +45,12 @@ __device__ static float block_sum(float v, float *shared /* [WARP] */) {
 
 /* ---- norms: one block per row ---- */
 
-__global__ static void norm_kernel(const float *in, float *out, const float *w, const float *b, int width,
-                                   int64_t stride, bool layer, float eps, float div) {
+template <typename OUT>
+__global__ static void norm_kernel(const float *in, OUT *out, const float *w, const float *b, int width, int64_t stride,
+                                   bool layer, float eps, float div) {
     __shared__ float red[WARP];
     const float *x = in + blockIdx.x * stride;
-    float *y = out + blockIdx.x * stride;
+    OUT *y = out + blockIdx.x * stride;
     float mean = 0;
     if (layer) {
         float s = 0;
@@ -52,7 +61,7 @@ __global__ static void norm_kernel(const float *in, float *out, const float *w, 
     for (int i = threadIdx.x; i < width; i += THREADS) sq += (x[i] - mean) * (x[i] - mean);
     float inv = rsqrtf(block_sum(sq, red) / div + eps);
     /* every thread has read its x values before any writes y (in place is allowed): block_sum synchronised */
-    for (int i = threadIdx.x; i < width; i += THREADS) y[i] = (x[i] - mean) * inv * w[i] + (b ? b[i] : 0.0f);
+    for (int i = threadIdx.x; i < width; i += THREADS) store_as(y + i, (x[i] - mean) * inv * w[i] + (b ? b[i] : 0.0f));
 }
 
 int k_norm(const float *in, float *out, const float *w, const float *b, int64_t n_rows, int width, int64_t stride,
@@ -63,15 +72,29 @@ int k_norm(const float *in, float *out, const float *w, const float *b, int64_t 
     return cuda_launched("norm", err);
 }
 
+int k_norm_to_half(const float *in, void *out16, bool bf16, const float *w, const float *b, int64_t n_rows, int width,
+                   bool layer, float eps, float div, sb_err *err) {
+    if (n_rows == 0) return SB_OK;
+    if (n_rows > INT32_MAX) return sb_err_set(err, SB_EINTERNAL, "norm over %lld rows", (long long)n_rows);
+    if (bf16)
+        norm_kernel<<<(unsigned)n_rows, THREADS>>>(in, (__nv_bfloat16 *)out16, w, b, width, width, layer, eps, div);
+    else
+        norm_kernel<<<(unsigned)n_rows, THREADS>>>(in, (__half *)out16, w, b, width, width, layer, eps, div);
+    return cuda_launched("norm", err);
+}
+
 /* ---- rotary: one thread per (row, head, pair) ---- */
 
-__global__ static void rope_kernel(float *x, int64_t n, int n_heads, int head_dim, int half, bool pairs,
+/* blockIdx.y is the row (at most 65,535 per launch: the launcher loops),
+ * threads of the x blocks cover (head, pair) within it, so the index
+ * arithmetic is 32-bit but for the row's position. */
+__global__ static void rope_kernel(float *x, int64_t row0, int n_heads, int head_dim, int half, bool pairs,
                                    const float *inv_freq, int n_past, int n_tok) {
-    int64_t idx = (int64_t)blockIdx.x * THREADS + threadIdx.x;
-    if (idx >= n) return;
-    int i = (int)(idx % half);
-    int64_t rh = idx / half; /* row * n_heads + head */
-    int64_t row = rh / n_heads;
+    int k = blockIdx.x * THREADS + threadIdx.x; /* head * half + i */
+    if (k >= n_heads * half) return;
+    int64_t row = row0 + blockIdx.y;
+    int i = k % half;
+    int64_t rh = row * n_heads + k / half;
     double pos = n_past + (int)(row % n_tok);
     float angle = (float)(pos * (double)inv_freq[i]); /* as forward.c builds its table */
     float c = cosf(angle), s = sinf(angle);
@@ -85,10 +108,16 @@ __global__ static void rope_kernel(float *x, int64_t n, int n_heads, int head_di
 int k_rope(float *x, int64_t R, int n_heads, int head_dim, int rot_dim, bool pairs, const float *inv_freq,
            int n_past, int n_tok, sb_err *err) {
     int half = rot_dim / 2;
-    int64_t n = R * n_heads * half;
-    if (n == 0) return SB_OK;
-    rope_kernel<<<blocks_for(n), THREADS>>>(x, n, n_heads, head_dim, half, pairs, inv_freq, n_past, n_tok);
-    return cuda_launched("rope", err);
+    if (R == 0 || half == 0) return SB_OK;
+    const int64_t MAX_GRID_Y = 65535;
+    for (int64_t row0 = 0; row0 < R; row0 += MAX_GRID_Y) {
+        unsigned rows = (unsigned)(R - row0 < MAX_GRID_Y ? R - row0 : MAX_GRID_Y);
+        rope_kernel<<<dim3(blocks_for((int64_t)n_heads * half), rows), THREADS>>>(x, row0, n_heads, head_dim, half, pairs,
+                                                                                  inv_freq, n_past, n_tok);
+        int rc = cuda_launched("rope", err);
+        if (rc) return rc;
+    }
+    return SB_OK;
 }
 
 /* ---- element-wise ---- */
@@ -206,6 +235,44 @@ int k_embed(const dev_linear *E, const int32_t *tokens, int64_t R, int d, float 
     return cuda_launched("embedding", err);
 }
 
+/* ---- the KV cache ----
+ * Its dtype is the attention's precision (attn_args.precision): f32 for f32
+ * and compressed models, bf16 or f16 for 16-bit ones. The tensor-core kernel
+ * rounds keys and values to 16 bits anyway, so storing them rounded gives the
+ * same numbers at half the traffic; the f32 kernels below read either. */
+
+
+/* Row r = seq * n_tok + t of k and v [R, kvd] to position n_past + t of sequence seq. */
+template <typename KV>
+__global__ static void store_kv_kernel(const float *k, const float *v, KV *k_cache, KV *v_cache, int64_t n, int n_tok,
+                                       int n_past, int max_ctx, int kvd) {
+    int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x;
+    if (i >= n) return;
+    int64_t r = i / kvd;
+    int seq = (int)(r / n_tok), t = (int)(r % n_tok);
+    int64_t at = ((int64_t)seq * max_ctx + n_past + t) * kvd + i % kvd;
+    store_as(k_cache + at, k[i]);
+    store_as(v_cache + at, v[i]);
+}
+
+int k_store_kv(const float *k, const float *v, void *k_cache, void *v_cache, int precision, int n_seq, int n_tok,
+               int n_past, int max_ctx, int kvd, sb_err *err) {
+    int64_t n = (int64_t)n_seq * n_tok * kvd;
+    if (n == 0) return SB_OK;
+    if (precision == ATTN_BF16)
+        store_kv_kernel<<<blocks_for(n), THREADS>>>(k, v, (__nv_bfloat16 *)k_cache, (__nv_bfloat16 *)v_cache, n, n_tok,
+                                                    n_past, max_ctx, kvd);
+    else if (precision == ATTN_F16)
+        store_kv_kernel<<<blocks_for(n), THREADS>>>(k, v, (__half *)k_cache, (__half *)v_cache, n, n_tok, n_past,
+                                                    max_ctx, kvd);
+    else
+        store_kv_kernel<<<blocks_for(n), THREADS>>>(k, v, (float *)k_cache, (float *)v_cache, n, n_tok, n_past, max_ctx,
+                                                    kvd);
+    return cuda_launched("KV-cache store", err);
+}
+
+size_t k_kv_element_bytes(int precision) { return precision == ATTN_F32 ? sizeof(float) : 2; }
+
 /* ---- causal attention ----
  * One warp per (row, head), row = seq * n_tok + t at position n_past + t.
  * Keys are taken 32 at a time, one per lane: each lane's dot product with
@@ -215,7 +282,7 @@ int k_embed(const dev_linear *E, const int32_t *tokens, int64_t R, int d, float 
  * (dimensions lane, lane + 32, ...). Nothing of size T x T exists. */
 enum { ATTN_WARPS = 4, ATTN_SLICE = ATTN_MAX_HEAD_DIM / WARP };
 
-__global__ static void attention_kernel(attn_args a) {
+template <typename KV> __global__ static void attention_kernel(attn_args a) {
     __shared__ float qs[ATTN_WARPS][ATTN_MAX_HEAD_DIM];
     int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int64_t task = (int64_t)blockIdx.x * ATTN_WARPS + warp; /* row * n_head + h */
@@ -232,8 +299,8 @@ __global__ static void attention_kernel(attn_args a) {
     const float *q = a.q + row * a.n_head * hd + (int64_t)h * hd;
     for (int i = lane; i < hd; i += WARP) qs[warp][i] = q[i];
     __syncwarp();
-    const float *K = a.k_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
-    const float *V = a.v_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
+    const KV *K = (const KV *)a.k_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
+    const KV *V = (const KV *)a.v_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
     float acc[ATTN_SLICE];
     for (int j = 0; j < ATTN_SLICE; j++) acc[j] = 0;
     float m = -INFINITY, l = 0;
@@ -241,9 +308,9 @@ __global__ static void attention_kernel(attn_args a) {
         int k = k0 + lane;
         float s = -INFINITY;
         if (k <= hi) {
-            const float *kr = K + (int64_t)k * kvd;
+            const KV *kr = K + (int64_t)k * kvd;
             float dot = 0;
-            for (int i = 0; i < hd; i++) dot += qs[warp][i] * kr[i];
+            for (int i = 0; i < hd; i++) dot += qs[warp][i] * as_float(kr[i]);
             s = dot * a.scale;
             if (a.softcap > 0) s = a.softcap * tanhf(s / a.softcap);
         }
@@ -255,10 +322,10 @@ __global__ static void attention_kernel(attn_args a) {
         int n_keys = hi - k0 + 1 < WARP ? hi - k0 + 1 : WARP;
         for (int kk = 0; kk < n_keys; kk++) {
             float pkk = __shfl_sync(0xffffffffu, pk, kk);
-            const float *vr = V + (int64_t)(k0 + kk) * kvd;
+            const KV *vr = V + (int64_t)(k0 + kk) * kvd;
             for (int j = 0; j < ATTN_SLICE; j++) {
                 int i = lane + j * WARP;
-                if (i < hd) acc[j] += pkk * vr[i];
+                if (i < hd) acc[j] += pkk * as_float(vr[i]);
             }
         }
         m = m_new;
@@ -288,7 +355,7 @@ __device__ static int first_visible(int p, int window) { return window > 0 && p 
 /* SLICES = ceil(hd / 32) rounded up to 1, 2, 4 or 8: the output dimensions
  * each lane holds, a compile-time count so the accumulators stay in
  * registers without idle iterations for small heads. */
-template <int SLICES> __global__ static void attention_tiled_kernel(attn_args a) {
+template <typename KV, int SLICES> __global__ static void attention_tiled_kernel(attn_args a) {
     extern __shared__ float smem[];
     int hd = a.head_dim, kvd = a.n_kv_head * hd, ks_stride = hd + 1;
     float *ks = smem, *vs = ks + TILE_K * ks_stride, *qs = vs + TILE_K * hd; /* [TILE_K][hd+1], [TILE_K][hd], [TILE_Q][hd] */
@@ -307,8 +374,8 @@ template <int SLICES> __global__ static void attention_tiled_kernel(attn_args a)
     int64_t row = (int64_t)seq * a.n_tok + t;
     if (active)
         for (int i = lane; i < hd; i += WARP) qs[warp * hd + i] = a.q[row * a.n_head * hd + (int64_t)h * hd + i];
-    const float *K = a.k_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
-    const float *V = a.v_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
+    const KV *K = (const KV *)a.k_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
+    const KV *V = (const KV *)a.v_cache + (int64_t)seq * a.max_ctx * kvd + kvh * hd;
     float acc[SLICES];
     for (int j = 0; j < SLICES; j++) acc[j] = 0;
     float m = -INFINITY, l = 0;
@@ -317,8 +384,8 @@ template <int SLICES> __global__ static void attention_tiled_kernel(attn_args a)
         __syncthreads(); /* every warp is done with the previous tile (and qs is written) */
         for (int idx = threadIdx.x; idx < nk * hd; idx += blockDim.x) {
             int kk = idx / hd, i = idx % hd;
-            ks[kk * ks_stride + i] = K[(int64_t)(k0 + kk) * kvd + i];
-            vs[kk * hd + i] = V[(int64_t)(k0 + kk) * kvd + i];
+            ks[kk * ks_stride + i] = as_float(K[(int64_t)(k0 + kk) * kvd + i]);
+            vs[kk * hd + i] = as_float(V[(int64_t)(k0 + kk) * kvd + i]);
         }
         __syncthreads();
         /* this query's visible keys in the tile: [first, last], the same for the whole warp */
@@ -359,23 +426,37 @@ template <int SLICES> __global__ static void attention_tiled_kernel(attn_args a)
 
 enum { FEW_QUERIES = 4 }; /* up to this many tokens per call (decoding): a warp per query, no tiles */
 
-template <int SLICES> static int launch_tiled(const attn_args *a, sb_err *err) {
+template <typename KV, int SLICES> static int launch_tiled(const attn_args *a, sb_err *err) {
     size_t shared = tiled_shared_bytes(a->head_dim);
-    cudaError_t e = cudaFuncSetAttribute(attention_tiled_kernel<SLICES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)shared);
+    cudaError_t e = cudaFuncSetAttribute(attention_tiled_kernel<KV, SLICES>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared);
     if (e != cudaSuccess) {
         cudaGetLastError();
         return sb_err_set(err, SB_EINTERNAL, "attention: %zu bytes of shared memory per block refused: %s", shared,
                           cudaGetErrorString(e));
     }
     int64_t blocks = (int64_t)a->n_seq * a->n_head * ((a->n_tok + TILE_Q - 1) / TILE_Q);
-    attention_tiled_kernel<SLICES><<<(unsigned)blocks, TILE_Q * WARP, shared>>>(*a);
+    attention_tiled_kernel<KV, SLICES><<<(unsigned)blocks, TILE_Q * WARP, shared>>>(*a);
     return cuda_launched("tiled attention", err);
 }
 
 bool k_attention_uses_mma(const attn_args *a) {
     size_t shared = k_attention_mma_shared_bytes(a->head_dim);
     return a->precision != ATTN_F32 && a->n_tok > FEW_QUERIES && shared > 0 && shared <= (size_t)a->max_shared;
+}
+
+/* The f32 kernels for a cache of type KV: a warp per query for decoding, tiles otherwise. */
+template <typename KV> static int attention_f32(const attn_args *a, int64_t tasks, sb_err *err) {
+    if (a->n_tok <= FEW_QUERIES) {
+        unsigned grid = (unsigned)((tasks + ATTN_WARPS - 1) / ATTN_WARPS);
+        attention_kernel<KV><<<grid, ATTN_WARPS * WARP>>>(*a);
+        return cuda_launched("attention", err);
+    }
+    int slices = (a->head_dim + WARP - 1) / WARP;
+    if (slices <= 1) return launch_tiled<KV, 1>(a, err);
+    if (slices <= 2) return launch_tiled<KV, 2>(a, err);
+    if (slices <= 4) return launch_tiled<KV, 4>(a, err);
+    return launch_tiled<KV, ATTN_SLICE>(a, err);
 }
 
 int k_attention(const attn_args *a, sb_err *err) {
@@ -385,16 +466,9 @@ int k_attention(const attn_args *a, sb_err *err) {
     int64_t tasks = (int64_t)a->n_seq * a->n_tok * a->n_head;
     if (tasks == 0) return SB_OK;
     if (k_attention_uses_mma(a)) return k_attention_mma(a, err);
-    if (a->n_tok <= FEW_QUERIES) {
-        unsigned grid = (unsigned)((tasks + ATTN_WARPS - 1) / ATTN_WARPS);
-        attention_kernel<<<grid, ATTN_WARPS * WARP>>>(*a);
-        return cuda_launched("attention", err);
-    }
-    int slices = (a->head_dim + WARP - 1) / WARP;
-    if (slices <= 1) return launch_tiled<1>(a, err);
-    if (slices <= 2) return launch_tiled<2>(a, err);
-    if (slices <= 4) return launch_tiled<4>(a, err);
-    return launch_tiled<ATTN_SLICE>(a, err);
+    if (a->precision == ATTN_BF16) return attention_f32<__nv_bfloat16>(a, tasks, err);
+    if (a->precision == ATTN_F16) return attention_f32<__half>(a, tasks, err);
+    return attention_f32<float>(a, tasks, err);
 }
 
 /* ---- qint (layout in format_qint.h) ---- */

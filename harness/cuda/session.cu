@@ -21,8 +21,8 @@ struct sb_cuda_session {
     sb_cuda_ctx *c;
     int n_seq, max_ctx, max_tokens, n_past;
     int64_t qd, kvd_max, ff, max_cols;
-    float **k_cache, **v_cache;   /* per layer: [n_seq][max_ctx][nkv*hd] */
-    int64_t *cache_floats;        /* per layer */
+    void **k_cache, **v_cache;    /* per layer: [n_seq][max_ctx][nkv*hd] in the layer's attention precision */
+    int64_t *cache_bytes;         /* per layer, each of the two */
     /* scratch, R = n_seq * max_tokens rows */
     float *x, *h, *o, *res;       /* [R, d] (res: the stream through a SliceGPT shortcut) */
     float *q, *att;               /* [R, qd] */
@@ -75,9 +75,9 @@ static void free_session_buffers(sb_cuda_session *s) {
         cuda_free(s->c, *b.p, (size_t)b.bytes);
         *b.p = NULL;
     }
-    for (int l = 0; s->cache_floats && l < s->m->n_layer; l++) {
-        if (s->k_cache) cuda_free(s->c, s->k_cache[l], sizeof(float) * (size_t)s->cache_floats[l]);
-        if (s->v_cache) cuda_free(s->c, s->v_cache[l], sizeof(float) * (size_t)s->cache_floats[l]);
+    for (int l = 0; s->cache_bytes && l < s->m->n_layer; l++) {
+        if (s->k_cache) cuda_free(s->c, s->k_cache[l], (size_t)s->cache_bytes[l]);
+        if (s->v_cache) cuda_free(s->c, s->v_cache[l], (size_t)s->cache_bytes[l]);
     }
 }
 
@@ -119,6 +119,14 @@ static int check_shapes(const sb_cuda_session *s, sb_err *err) {
     return SB_OK;
 }
 
+/* A model whose linears take 16-bit inputs gets attention on the tensor cores
+ * in the same dtype; an f32 (or compressed) model keeps f32 attention, which
+ * the 1e-4 parity with the CPU backend needs. The KV cache takes the same
+ * dtype (kernels.cu). */
+static int attention_precision(const dev_linear *wq) {
+    return wq->kind == DW_BF16 ? ATTN_BF16 : wq->kind == DW_F16 ? ATTN_F16 : ATTN_F32;
+}
+
 extern "C" int sb_cuda_session_new(const sb_model *m, int n_seq, int max_ctx, int max_tokens, sb_cuda_session **out,
                                    sb_err *err) {
     *out = NULL;
@@ -135,14 +143,15 @@ extern "C" int sb_cuda_session_new(const sb_model *m, int n_seq, int max_ctx, in
     int rc = check_shapes(s, err);
     if (!rc) rc = CUDA_OK(cudaSetDevice(s->c->device), err);
     if (!rc) {
-        s->k_cache = (float **)sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
-        s->v_cache = (float **)sb_calloc(err, (size_t)m->n_layer, sizeof(float *));
-        s->cache_floats = (int64_t *)sb_calloc(err, (size_t)m->n_layer, sizeof(int64_t));
-        if (!s->k_cache || !s->v_cache || !s->cache_floats) rc = SB_EINTERNAL;
+        s->k_cache = (void **)sb_calloc(err, (size_t)m->n_layer, sizeof(void *));
+        s->v_cache = (void **)sb_calloc(err, (size_t)m->n_layer, sizeof(void *));
+        s->cache_bytes = (int64_t *)sb_calloc(err, (size_t)m->n_layer, sizeof(int64_t));
+        if (!s->k_cache || !s->v_cache || !s->cache_bytes) rc = SB_EINTERNAL;
     }
     for (int l = 0; !rc && l < m->n_layer; l++) {
-        s->cache_floats[l] = (int64_t)n_seq * max_ctx * m->blocks[l].n_kv_head * m->blocks[l].head_dim;
-        size_t bytes = sizeof(float) * (size_t)s->cache_floats[l];
+        int64_t elems = (int64_t)n_seq * max_ctx * m->blocks[l].n_kv_head * m->blocks[l].head_dim;
+        s->cache_bytes[l] = elems * (int64_t)k_kv_element_bytes(attention_precision(&s->dm->blocks[l].wq));
+        size_t bytes = (size_t)s->cache_bytes[l];
         rc = cuda_alloc(s->c, (void **)&s->k_cache[l], bytes, "the key cache", err);
         if (!rc) rc = cuda_alloc(s->c, (void **)&s->v_cache[l], bytes, "the value cache", err);
     }
@@ -164,7 +173,7 @@ extern "C" void sb_cuda_session_free(sb_cuda_session *s) {
     free_session_buffers(s);
     free(s->k_cache);
     free(s->v_cache);
-    free(s->cache_floats);
+    free(s->cache_bytes);
     free(s->host_rows);
     free(s);
 }
@@ -186,12 +195,52 @@ extern "C" void sb_cuda_session_set_observer(sb_cuda_session *s, sb_linear_obser
 
 /* ---- one block ---- */
 
+/* A norm's divisor: the width, or a sliced stream's original width. */
+static float norm_divisor(const dev_norm *n, int width) { return (float)(n->mean_width > 0 ? n->mean_width : width); }
+
 static int norm(sb_cuda_session *s, const dev_norm *n, const float *in, float *out, int64_t rows, int width,
                 int64_t stride, sb_err *err) {
-    float div = (float)(n->mean_width > 0 ? n->mean_width : width); /* a sliced stream keeps its original divisor */
+    float div = norm_divisor(n, width);
     int rc = profile_mark(s->c, SB_CUDA_OP_NORM, err);
     return rc ? rc : k_norm(in, out, n->weight, n->bias, rows, width, stride, s->m->norm_type == SB_NORM_LAYER, s->m->norm_eps,
                   div, err);
+}
+
+/* The kind (DW_BF16 or DW_F16) of every product in ws when all of them are
+ * dense 16-bit weights of one dtype reading rows `width` wide and no observer
+ * wants the f32 rows; else DW_F32. Then whatever produces those rows may write
+ * them in 16 bits alone (the same rounding the products would apply) and the
+ * f32 copy is never written nor read. */
+static dev_weight_kind half_only_input(const sb_cuda_session *s, int64_t width, const dev_linear *const *ws, int n) {
+    if (s->observer || n < 1) return DW_F32;
+    dev_weight_kind kind = ws[0]->kind;
+    if (kind != DW_BF16 && kind != DW_F16) return DW_F32;
+    for (int i = 0; i < n; i++)
+        if (ws[i]->kind != kind || ws[i]->cols != width) return DW_F32;
+    return kind;
+}
+
+/* Tells the product scratch that its 16-bit buffer holds the conversion of
+ * x[R, width] (written there by a norm or the attention kernel). */
+static void half_holds(sb_cuda_session *s, const float *x, int64_t n, dev_weight_kind kind) {
+    s->gs.half_of = x;
+    s->gs.half_n = n;
+    s->gs.half_bf16 = kind == DW_BF16;
+}
+
+/* out = norm(in) over contiguous rows, or, when its readers are 16-bit
+ * products (half: their kind, else DW_F32), straight into their 16-bit input
+ * with out standing for it. */
+static int norm_for(sb_cuda_session *s, const dev_norm *n, const float *in, float *out, int64_t rows, int width,
+                    dev_weight_kind half, sb_err *err) {
+    if (half == DW_F32) return norm(s, n, in, out, rows, width, width, err);
+    float div = norm_divisor(n, width);
+    int rc = profile_mark(s->c, SB_CUDA_OP_NORM, err);
+    if (!rc)
+        rc = k_norm_to_half(in, s->gs.half_x, half == DW_BF16, n->weight, n->bias, rows, width,
+                            s->m->norm_type == SB_NORM_LAYER, s->m->norm_eps, div, err);
+    if (!rc) half_holds(s, out, rows * width, half);
+    return rc;
 }
 
 /* A block's linear, shown to the observer first (its input copied to the host). */
@@ -228,34 +277,24 @@ static bool adds_in_place(const sb_cuda_session *s, const dev_linear *last, cons
     return !s->observer && dev_linear_is_dense(last) && !post->weight && !shortcut->fmt;
 }
 
+/* The call's keys and values (after rotary) into the layer's cache; profiled
+ * with the rotary step before it (both "other"). */
 static int store_kv(sb_cuda_session *s, const sb_block *b, int layer, int n_tok, sb_err *err) {
-    int64_t kvd = (int64_t)b->n_kv_head * b->head_dim;
-    size_t bytes = sizeof(float) * (size_t)(n_tok * kvd);
-    int rc = SB_OK; /* profiled with the rotary step before it (both "other") */
-    for (int seq = 0; !rc && seq < s->n_seq; seq++) {
-        int64_t at = ((int64_t)seq * s->max_ctx + s->n_past) * kvd, from = (int64_t)seq * n_tok * kvd;
-        rc = CUDA_OK(cudaMemcpyAsync(s->k_cache[layer] + at, s->k + from, bytes, cudaMemcpyDeviceToDevice, 0), err);
-        if (!rc)
-            rc = CUDA_OK(cudaMemcpyAsync(s->v_cache[layer] + at, s->v + from, bytes, cudaMemcpyDeviceToDevice, 0), err);
-    }
-    return rc;
+    int kvd = b->n_kv_head * b->head_dim;
+    int precision = attention_precision(&s->dm->blocks[layer].wq);
+    return k_store_kv(s->k, s->v, s->k_cache[layer], s->v_cache[layer], precision, s->n_seq, n_tok, s->n_past,
+                      s->max_ctx, kvd, err);
 }
 
-/* A model whose linears take 16-bit inputs gets attention on the tensor cores
- * in the same dtype; an f32 (or compressed) model keeps f32 attention, which
- * the 1e-4 parity with the CPU backend needs. */
-static int attention_precision(const dev_linear *wq) {
-    return wq->kind == DW_BF16 ? ATTN_BF16 : wq->kind == DW_F16 ? ATTN_F16 : ATTN_F32;
-}
-
-/* out = attention(s->h), or out += it (in_place: out is the stream). */
+/* out = attention(s->h), or out += it (in_place: out is the stream).
+ * h_in_half: the norm wrote h as the products' 16-bit input only. */
 static int attention_branch(sb_cuda_session *s, int layer, int n_tok, int64_t R, float *out, bool in_place,
-                            sb_err *err) {
+                            bool h_in_half, sb_err *err) {
     const sb_model *m = s->m;
     const sb_block *b = &m->blocks[layer];
     const dev_block *db = &s->dm->blocks[layer];
     int hd = b->head_dim;
-    int rc = block_linear(s, layer, &db->wq, &b->wq, s->h, R, s->q, false, err);
+    int rc = block_linear(s, layer, &db->wq, &b->wq, s->h, R, s->q, h_in_half, err);
     if (!rc) rc = block_linear(s, layer, &db->wk, &b->wk, s->h, R, s->k, true, err);
     if (!rc) rc = block_linear(s, layer, &db->wv, &b->wv, s->h, R, s->v, true, err);
     if (!rc && db->q_norm.weight) rc = norm(s, &db->q_norm, s->q, s->q, R * b->n_head, hd, hd, err);
@@ -268,14 +307,21 @@ static int attention_branch(sb_cuda_session *s, int layer, int n_tok, int64_t R,
     }
     if (!rc) rc = store_kv(s, b, layer, n_tok, err);
     if (!rc) rc = profile_mark(s->c, SB_CUDA_OP_ATTENTION, err);
+    int precision = attention_precision(&db->wq);
+    attn_args a = {s->q, s->k_cache[layer], s->v_cache[layer], s->att, NULL, s->n_seq, n_tok, s->n_past, s->max_ctx,
+                   b->n_head, b->n_kv_head, hd, b->sliding_window, m->attn_scale, m->attn_softcap,
+                   m->bidirectional, precision, s->c->max_shared};
+    /* the tensor-core kernel writes w_o's 16-bit input itself when w_o takes its dtype */
+    const dev_linear *wo = &db->wo;
+    dev_weight_kind att_half = half_only_input(s, (int64_t)b->n_head * hd, &wo, 1);
+    bool att_in_half = k_attention_uses_mma(&a) && att_half == (precision == ATTN_BF16 ? DW_BF16 : DW_F16);
+    if (att_in_half) a.out16 = s->gs.half_x;
     if (!rc) {
-        attn_args a = {s->q, s->k_cache[layer], s->v_cache[layer], s->att, s->n_seq, n_tok, s->n_past, s->max_ctx,
-                       b->n_head, b->n_kv_head, hd, b->sliding_window, m->attn_scale, m->attn_softcap,
-                       m->bidirectional, attention_precision(&db->wq), s->c->max_shared};
         if (k_attention_uses_mma(&a)) s->c->attention_mma_calls++;
         rc = k_attention(&a, err);
     }
-    if (!rc) rc = branch_out_linear(s, layer, &db->wo, &b->wo, s->att, R, out, false, in_place, err);
+    if (!rc && att_in_half) half_holds(s, s->att, R * wo->cols, att_half);
+    if (!rc) rc = branch_out_linear(s, layer, wo, &b->wo, s->att, R, out, att_in_half, in_place, err);
     int d_mid = (int)b->wo.rows;
     if (!rc && db->post_attn_norm.weight) rc = norm(s, &db->post_attn_norm, out, out, R, d_mid, d_mid, err);
     return rc;
@@ -283,11 +329,11 @@ static int attention_branch(sb_cuda_session *s, int layer, int n_tok, int64_t R,
 
 /* out = MLP(in) through the gate/up scratch, or out += it (in_place). */
 static int mlp_branch(sb_cuda_session *s, int layer, const float *in, float *out, int64_t R, bool in_place,
-                      sb_err *err) {
+                      bool in_half, sb_err *err) {
     const sb_model *m = s->m;
     const sb_block *b = &m->blocks[layer];
     const dev_block *db = &s->dm->blocks[layer];
-    int rc = block_linear(s, layer, &db->w_up, &b->w_up, in, R, s->up, false, err);
+    int rc = block_linear(s, layer, &db->w_up, &b->w_up, in, R, s->up, in_half, err);
     float *a = s->up;
     const float *mul = NULL;
     if (!rc && m->gated_mlp) {
@@ -336,20 +382,26 @@ static int run_block(sb_cuda_session *s, int layer, int n_tok, int64_t R, sb_err
     int d_in = (int)sb_block_width_in(b), d_mid = (int)sb_block_width_mid(b);
     bool attn_in_place = adds_in_place(s, &db->wo, &db->post_attn_norm, &b->attn_shortcut);
     bool mlp_in_place = adds_in_place(s, &db->w_down, &db->post_mlp_norm, &b->mlp_shortcut);
-    int rc = norm(s, &db->attn_norm, s->x, s->h, R, d_in, d_in, err);
-    if (!rc) rc = attention_branch(s, layer, n_tok, R, attn_in_place ? s->x : s->o, attn_in_place, err);
+    /* h in 16 bits alone, unless the parallel MLP reads it again after w_o's input replaced it */
+    const dev_linear *qkv[] = {&db->wq, &db->wk, &db->wv};
+    dev_weight_kind h_half = m->parallel_residual ? DW_F32 : half_only_input(s, d_in, qkv, 3);
+    int rc = norm_for(s, &db->attn_norm, s->x, s->h, R, d_in, h_half, err);
+    if (!rc)
+        rc = attention_branch(s, layer, n_tok, R, attn_in_place ? s->x : s->o, attn_in_place, h_half != DW_F32, err);
     if (!rc) rc = through_shortcut(s, layer, &db->attn_shortcut, &b->attn_shortcut, R, err);
     if (!rc && !attn_in_place) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
     if (!rc && !attn_in_place) rc = k_add(s->x, s->o, R * d_mid, err);
     if (rc) return rc;
     if (m->parallel_residual) { /* the MLP reads h, normed before the attention add */
-        rc = mlp_branch(s, layer, s->h, mlp_in_place ? s->x : s->o, R, mlp_in_place, err);
+        rc = mlp_branch(s, layer, s->h, mlp_in_place ? s->x : s->o, R, mlp_in_place, false, err);
         if (!rc && !mlp_in_place) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
         if (!rc && !mlp_in_place) rc = k_add(s->x, s->o, R * d_mid, err);
         return rc;
     }
-    rc = norm(s, &db->mlp_norm, s->x, s->h, R, d_mid, d_mid, err);
-    if (!rc) rc = mlp_branch(s, layer, s->h, mlp_in_place ? s->x : s->o, R, mlp_in_place, err);
+    const dev_linear *up_gate[] = {&db->w_up, &db->w_gate};
+    dev_weight_kind mlp_half = half_only_input(s, d_mid, up_gate, m->gated_mlp ? 2 : 1);
+    rc = norm_for(s, &db->mlp_norm, s->x, s->h, R, d_mid, mlp_half, err);
+    if (!rc) rc = mlp_branch(s, layer, s->h, mlp_in_place ? s->x : s->o, R, mlp_in_place, mlp_half != DW_F32, err);
     if (!rc) rc = through_shortcut(s, layer, &db->mlp_shortcut, &b->mlp_shortcut, R, err);
     if (!rc && !mlp_in_place) rc = profile_mark(s->c, SB_CUDA_OP_OTHER, err);
     if (!rc && !mlp_in_place) rc = k_add(s->x, s->o, R * b->w_down.rows, err);
