@@ -241,7 +241,6 @@ int k_embed(const dev_linear *E, const int32_t *tokens, int64_t R, int d, float 
  * rounds keys and values to 16 bits anyway, so storing them rounded gives the
  * same numbers at half the traffic; the f32 kernels below read either. */
 
-
 /* Row r = seq * n_tok + t of k and v [R, kvd] to position n_past + t of sequence seq. */
 template <typename KV>
 __global__ static void store_kv_kernel(const float *k, const float *v, KV *k_cache, KV *v_cache, int64_t n, int n_tok,
