@@ -7,7 +7,7 @@ paragraph of datasets/builtin/README.md, kept so they can be rerun on any model 
 
   python3 tests/reference/recall/copy_probes.py MODEL_DIR
 
-Four probes, each on texts in the story grammar's words, with a fixed seed:
+Six probes, each on texts in the story grammar's words, with a fixed seed:
   echo in order   "Tom says: w1 .. w10. Mia says it back: w1 .. w10."; mean negative
                   log-likelihood of the ten words of each pass.  Low on the second pass
                   means the model copies the list.
@@ -19,7 +19,15 @@ Four probes, each on texts in the story grammar's words, with a fixed seed:
                   another order; after each key, is the argmax over the ten colours the
                   colour paired with it earlier?  Chance 0.1.
   exact repeat    "X's duck is red." then filler then "X's duck is": argmax over ten
-                  colours.  Chance 0.1.
+                  colours.  Chance 0.1.  The key ("duck is") is two tokens before the value.
+  told again      "Tom tells a story: Nora's horse is red. Leo's cup is blue. ... Mia tells it
+                  again:" then the same sentences in another order: after each "X's N is",
+                  is the argmax over the ten colours the one told first?  The key is two
+                  words (owner and noun), as in the recall questions.  Chance 0.1.
+  one-token key   "Lily calls her horse Bella. Ben calls his cat Rex." filler "Lily loves
+                  her horse": Bella or Rex?  The value follows a key that occurs once, so a
+                  plain induction head (find the earlier "horse", copy what followed)
+                  answers it.  Chance 0.5.
 """
 import random
 import sys
@@ -33,6 +41,7 @@ ITEMS = "kite ball hat cup book box bike scarf".split()
 COLOURS = "red blue green yellow brown black white pink orange grey".split()
 ANIMALS = "dog cat bird rabbit duck frog goat horse".split()
 NAMES = "Tom Sam Ben Leo Mia Anna Lily Emma".split()
+PET_NAMES = "Rex Bella Coco Spot Luna Pip Daisy Milo".split()
 INTRO = "Tom is a boy. Mia is a girl."
 
 
@@ -109,6 +118,37 @@ def exact_repeat(model, rng, trials=60):
     return right / trials
 
 
+def told_again(model, rng, games=40):
+    everyone = NAMES + "Nora Leo Ruby Hugo Kate Finn".split()
+    right = asked = 0
+    for _ in range(games):
+        facts, n_facts = [], rng.randint(4, 6)
+        while len(facts) < n_facts:
+            key = (rng.choice(everyone), rng.choice(ANIMALS + ITEMS))
+            if key not in [k for k, _ in facts]:
+                facts.append((key, rng.choice(COLOURS)))
+        text = "Tom tells a story:" + "".join(f" {w}'s {n} is {c}." for (w, n), c in facts) + " Mia tells it again:"
+        rng.shuffle(facts)
+        for (who, noun), colour in facts:
+            text += f" {who}'s {noun} is"
+            right += model.best_colour(text) == colour
+            asked += 1
+            text += f" {colour}."
+    return right / asked
+
+
+def one_token_key(model, rng, trials=100):
+    filler = " Tom walks to the park. The cats sleep. Mia has four eggs. Now Mia has five eggs."
+    right = 0
+    for _ in range(trials):
+        (pet, other_pet), (name, other_name) = rng.sample(ANIMALS, 2), rng.sample(PET_NAMES, 2)
+        text = f"Lily calls her {pet} {name}. Ben calls his {other_pet} {other_name}.{filler} Lily loves her {pet}"
+        with torch.no_grad():
+            logits = model.lm(torch.tensor([model.ids(text)])).logits[0, -1]
+        right += logits[model.word_id(" " + name)] > logits[model.word_id(" " + other_name)]
+    return float(right) / trials
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: copy_probes.py MODEL_DIR")
@@ -118,6 +158,8 @@ def main():
     print(f"echo from w5:  nll of w6..w10 {middle:.3f}")
     print(f"pairs lookup:  acc {pairs_lookup(model, random.Random(1)):.3f} (chance 0.1)")
     print(f"exact repeat:  acc {exact_repeat(model, random.Random(2)):.3f} (chance 0.1)")
+    print(f"told again:    acc {told_again(model, random.Random(4)):.3f} (chance 0.1)")
+    print(f"one-token key: acc {one_token_key(model, random.Random(3)):.2f} (chance 0.5)")
 
 
 if __name__ == "__main__":
