@@ -67,10 +67,13 @@ class Model:
             logp = torch.log_softmax(self.lm(ids).logits[0], -1)
         return -logp[:-1].gather(1, ids[0, 1:, None])[:, 0]
 
-    def best_colour(self, text):
+    def next_logits(self, text):
+        """Logits for the token after `text`."""
         with torch.no_grad():
-            logits = self.lm(torch.tensor([self.ids(text)])).logits[0, -1]
-        return COLOURS[int(torch.argmax(logits[self.colour_ids]))]
+            return self.lm(torch.tensor([self.ids(text)])).logits[0, -1]
+
+    def best_colour(self, text):
+        return COLOURS[int(torch.argmax(self.next_logits(text)[self.colour_ids]))]
 
 
 def mean_nll(model, prefix, span):
@@ -143,10 +146,9 @@ def one_token_key(model, rng, trials=100):
     for _ in range(trials):
         (pet, other_pet), (name, other_name) = rng.sample(ANIMALS, 2), rng.sample(PET_NAMES, 2)
         text = f"Lily calls her {pet} {name}. Ben calls his {other_pet} {other_name}.{filler} Lily loves her {pet}"
-        with torch.no_grad():
-            logits = model.lm(torch.tensor([model.ids(text)])).logits[0, -1]
-        right += logits[model.word_id(" " + name)] > logits[model.word_id(" " + other_name)]
-    return float(right) / trials
+        logits = model.next_logits(text)
+        right += bool(logits[model.word_id(" " + name)] > logits[model.word_id(" " + other_name)])
+    return right / trials
 
 
 def main():
