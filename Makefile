@@ -155,19 +155,26 @@ demo: slimbench
 # Threads are fixed at 2: training is deterministic for a given thread count, so the
 # checkpoint is bit-identical on any machine; train_log.json differs only in wall time.
 # The model folder holds only what the loader reads: its hash (part of every run id) must
-# not change when the log or a README does, so train_log.json moves up beside train.json.
+# not change when the log or a README does, so the logs move up beside the configs.
+# Two phases: copy games alone (train_games.json), where the model learns to look a value up
+# by its key in the context, then the stories with games mixed in (train.json, --init).
 BUILTIN := datasets/builtin
-BUILTIN_MODEL := $(BUILTIN)/story-1.7m
+BUILTIN_MODEL := $(BUILTIN)/story-1.9m
 BUILTIN_DATA := $(BUILD)/builtin-data
 builtin-models: slimbench builtin-vit
-	./slimbench data corpus --out $(BUILTIN_DATA)
+	./slimbench data corpus --out $(BUILTIN_DATA) --games-percent 30
+	./slimbench data games --out $(BUILTIN_DATA)
 	./slimbench data bpe --input $(BUILTIN_DATA)/train.txt --vocab 1024 --out $(BUILTIN_DATA)/tokenizer
-	./slimbench train --config $(BUILTIN)/train.json --data $(BUILTIN_DATA)/train.txt \
-	    --valid $(BUILTIN_DATA)/valid.txt --tokenizer $(BUILTIN_DATA)/tokenizer --out $(BUILTIN_DATA)/model \
-	    --dtype bf16 --threads 2
+	./slimbench train --config $(BUILTIN)/train_games.json --data $(BUILTIN_DATA)/games_train.txt \
+	    --valid $(BUILTIN_DATA)/games_valid.txt --tokenizer $(BUILTIN_DATA)/tokenizer \
+	    --out $(BUILTIN_DATA)/model-games --dtype f32 --threads 2
+	./slimbench train --config $(BUILTIN)/train.json --init $(BUILTIN_DATA)/model-games \
+	    --data $(BUILTIN_DATA)/train+games.txt --valid $(BUILTIN_DATA)/valid+games.txt \
+	    --tokenizer $(BUILTIN_DATA)/tokenizer --out $(BUILTIN_DATA)/model --dtype bf16 --threads 2
 	mkdir -p $(BUILTIN_MODEL)
 	cp $(BUILTIN_DATA)/model/config.json $(BUILTIN_DATA)/model/model.safetensors \
 	    $(BUILTIN_DATA)/model/tokenizer.json $(BUILTIN_DATA)/model/tokenizer_config.json $(BUILTIN_MODEL)/
+	cp $(BUILTIN_DATA)/model-games/train_log.json $(BUILTIN)/train_games_log.json
 	cp $(BUILTIN_DATA)/model/train_log.json $(BUILTIN)/
 
 # The built-in image classifier: a ViT trained on builtin:shapes (datasets/image_synth.c), the

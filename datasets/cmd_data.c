@@ -1,8 +1,12 @@
 /* cmd_data.c - `slimbench data`: the built-in corpus, multiple-choice sets
  * and tokenizer written to disk.
  *
- *   slimbench data corpus --out DIR [--stories N] [--seed S]
- *       DIR/train.txt, valid.txt, test.txt (stories 0..N-1, split 90/5/5 by index)
+ *   slimbench data corpus --out DIR [--stories N] [--seed S] [--games-percent P]
+ *       DIR/train.txt, valid.txt, test.txt (stories 0..N-1, split 90/5/5 by index);
+ *       with P > 0 also DIR/train+games.txt, valid+games.txt: the same stories, each
+ *       followed by a paragraph of copy games with probability P %
+ *   slimbench data games --out DIR [--paragraphs N] [--seed S]
+ *       DIR/games_train.txt, games_valid.txt: copy games alone (paragraphs 0..N-1)
  *   slimbench data mc --out DIR [--n N] [--seed S]
  *       DIR/agreement.jsonl, recall.jsonl, arithmetic.jsonl (N questions each)
  *   slimbench data bpe --input FILE --vocab N --out DIR
@@ -29,6 +33,7 @@
 
 #define DEFAULT_STORIES 10000
 #define DEFAULT_QUESTIONS 500
+#define DEFAULT_GAME_PARAGRAPHS 12000
 #define DEFAULT_SEED 1
 
 /* An integer flag in [lo, hi]; *out keeps its default when the flag is absent. */
@@ -70,24 +75,63 @@ static int write_text(const char *dir, const char *name, const char *text, size_
     return rc;
 }
 
+/* Writes DIR/<name> for each split given a name, from one generator. */
+typedef int (*split_generator)(uint64_t seed, int n, int param, int split, char **text, size_t *len, sb_err *err);
+
+static int write_splits(const char *out, const char *const names[3], split_generator gen, uint64_t seed, int n,
+                        int param, sb_err *err) {
+    int rc = SB_OK;
+    for (int split = 0; rc == SB_OK && split < 3; split++) {
+        if (!names[split]) continue;
+        char *text;
+        size_t len;
+        rc = gen(seed, n, param, split, &text, &len, err);
+        if (rc == SB_OK) rc = write_text(out, names[split], text, len, err);
+        free(text);
+    }
+    return rc;
+}
+
+static int stories_with_games(uint64_t seed, int n, int percent, int split, char **text, size_t *len, sb_err *err) {
+    return sb_story_generate_with_games(seed, n, percent, split, text, len, err);
+}
+
+static int games_only(uint64_t seed, int n, int unused, int split, char **text, size_t *len, sb_err *err) {
+    (void)unused;
+    return sb_story_games_generate(seed, n, split, text, len, err);
+}
+
 static int data_corpus(int argc, char **argv, sb_err *err) {
-    static const char *const with_value[] = {"--out", "--stories", "--seed", NULL};
+    static const char *const with_value[] = {"--out", "--stories", "--seed", "--games-percent", NULL};
     static const char *const names[] = {"train.txt", "valid.txt", "test.txt"};
-    long long stories = DEFAULT_STORIES;
+    static const char *const mixed_names[] = {"train+games.txt", "valid+games.txt", NULL};
+    long long stories = DEFAULT_STORIES, games_percent = 0;
     uint64_t seed = DEFAULT_SEED;
     const char *out = sb_flag_value(argc, argv, "--out");
     int rc = sb_flags_check(argc, argv, with_value, NULL, err);
     if (rc == SB_OK && !out) rc = sb_err_set(err, SB_EINPUT, "data corpus needs --out DIR");
     if (rc == SB_OK) rc = int_flag(argc, argv, "--stories", 1, 100000000, &stories, err);
+    if (rc == SB_OK) rc = int_flag(argc, argv, "--games-percent", 0, 100, &games_percent, err);
     if (rc == SB_OK) rc = seed_flag(argc, argv, &seed, err);
     if (rc == SB_OK) rc = sb_make_dirs(out, err);
-    for (int split = 0; rc == SB_OK && split < 3; split++) {
-        char *text;
-        size_t len;
-        rc = sb_story_generate(seed, (int)stories, split, &text, &len, err);
-        if (rc == SB_OK) rc = write_text(out, names[split], text, len, err);
-        free(text);
-    }
+    if (rc == SB_OK) rc = write_splits(out, names, stories_with_games, seed, (int)stories, 0, err);
+    if (rc == SB_OK && games_percent > 0)
+        rc = write_splits(out, mixed_names, stories_with_games, seed, (int)stories, (int)games_percent, err);
+    return rc;
+}
+
+static int data_games(int argc, char **argv, sb_err *err) {
+    static const char *const with_value[] = {"--out", "--paragraphs", "--seed", NULL};
+    static const char *const names[] = {"games_train.txt", "games_valid.txt", NULL};
+    long long paragraphs = DEFAULT_GAME_PARAGRAPHS;
+    uint64_t seed = DEFAULT_SEED;
+    const char *out = sb_flag_value(argc, argv, "--out");
+    int rc = sb_flags_check(argc, argv, with_value, NULL, err);
+    if (rc == SB_OK && !out) rc = sb_err_set(err, SB_EINPUT, "data games needs --out DIR");
+    if (rc == SB_OK) rc = int_flag(argc, argv, "--paragraphs", 1, 100000000, &paragraphs, err);
+    if (rc == SB_OK) rc = seed_flag(argc, argv, &seed, err);
+    if (rc == SB_OK) rc = sb_make_dirs(out, err);
+    if (rc == SB_OK) rc = write_splits(out, names, games_only, seed, (int)paragraphs, 0, err);
     return rc;
 }
 
@@ -208,10 +252,11 @@ int sb_cmd_data(int argc, char **argv) {
     int rc;
     const char *what = argc > 0 ? argv[0] : "";
     if (strcmp(what, "corpus") == 0) rc = data_corpus(argc - 1, argv + 1, &err);
+    else if (strcmp(what, "games") == 0) rc = data_games(argc - 1, argv + 1, &err);
     else if (strcmp(what, "mc") == 0) rc = data_mc(argc - 1, argv + 1, &err);
     else if (strcmp(what, "bpe") == 0) rc = data_bpe(argc - 1, argv + 1, &err);
     else if (strcmp(what, "images") == 0) rc = data_images(argc - 1, argv + 1, &err);
-    else rc = sb_err_set(&err, SB_EINPUT, "data needs one of: corpus, mc, bpe, images (not '%s')", what);
+    else rc = sb_err_set(&err, SB_EINPUT, "data needs one of: corpus, games, mc, bpe, images (not '%s')", what);
     if (rc != SB_OK) return sb_cli_fail(&err);
     return fflush(stdout) == 0 ? 0 : 1;
 }

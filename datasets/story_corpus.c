@@ -32,6 +32,15 @@ static int below(rng *r, int n) { return (int)(splitmix64(&r->state) % (uint64_t
 
 static bool chance(rng *r, int percent) { return below(r, 100) < percent; }
 
+/* Fisher-Yates. */
+static void shuffle(rng *r, int *a, int n) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = below(r, i + 1), t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
 uint64_t sb_story_seed(uint64_t seed, uint64_t stream, uint64_t index) {
     uint64_t s = seed;
     uint64_t a = splitmix64(&s);
@@ -457,11 +466,7 @@ static void ending(world *w) {
     int order[MAX_PEOPLE * N_FACTS], n = 0;
     for (int i = 0; i < w->n; i++)
         for (int f = 0; f < N_FACTS; f++) order[n++] = i * N_FACTS + f;
-    for (int i = n - 1; i > 0; i--) {
-        int j = below(&w->r, i + 1), t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-    }
+    shuffle(&w->r, order, n);
     for (int k = 0; k < n; k++) {
         const person *p = &w->p[order[k] / N_FACTS];
         int fact = order[k] % N_FACTS;
@@ -485,11 +490,7 @@ static void middle(world *w) {
     if (chance(&w->r, 30)) blocks[n++] = COUNTING;
     blocks[n++] = VISIT;
     if (chance(&w->r, 50)) blocks[n++] = VISIT;
-    for (int i = n - 1; i > 0; i--) {
-        int j = below(&w->r, i + 1), t = blocks[i];
-        blocks[i] = blocks[j];
-        blocks[j] = t;
-    }
+    shuffle(&w->r, blocks, n);
     for (int i = 0; i < n; i++) {
         if (blocks[i] == ACTIVITY) activity(w);
         else if (blocks[i] == COUNTING) counting(w);
@@ -519,20 +520,194 @@ void sb_story_free(sb_story *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* ---- copy games ------------------------------------------------------------------------------------------ */
+
+/* The stories alone do not teach a model this small to look a fact up by its key: in every
+ * run it learned the grammar and the counting but answered colours, names and places at chance
+ * (datasets/builtin/README.md).  Copy games are text whose second half can only be predicted
+ * by finding its key earlier in the context and copying what followed it; trained on these
+ * first, the model forms that lookup (an induction head, and one that matches two words), and
+ * then uses it on the stories.  All games use the grammar's own words. */
+
+/* Word k of the grammar's open classes (names, animals, items, colours, pet names, places,
+ * numbers, things, attractors, moods), 0 <= k < game_words(). */
+typedef struct word_class {
+    const char *const *words;
+    const noun *nouns;
+    int n;
+} word_class;
+
+static const word_class open_classes[] = {
+    {boys, NULL, COUNT(boys)},           {girls, NULL, COUNT(girls)},         {NULL, animals, COUNT(animals)},
+    {NULL, items, COUNT(items)},         {colours, NULL, COUNT(colours)},     {pet_names, NULL, COUNT(pet_names)},
+    {places, NULL, COUNT(places)},       {numbers, NULL, COUNT(numbers)},     {NULL, things, COUNT(things)},
+    {NULL, attractors, COUNT(attractors)}, {moods, NULL, COUNT(moods)},
+};
+
+static int game_words(void) {
+    int n = 0;
+    for (int c = 0; c < COUNT(open_classes); c++) n += open_classes[c].n;
+    return n;
+}
+
+static const char *game_word(int k) {
+    for (int c = 0; c < COUNT(open_classes); c++) {
+        const word_class *wc = &open_classes[c];
+        if (k < wc->n) return wc->words ? wc->words[k] : wc->nouns[k].one;
+        k -= wc->n;
+    }
+    return "";
+}
+
+/* n distinct indices in [0, range), n <= range. */
+static void distinct(rng *r, int *out, int n, int range) {
+    for (int i = 0; i < n;) {
+        int k = below(r, range), seen = 0;
+        for (int j = 0; j < i; j++) seen |= out[j] == k;
+        if (!seen) out[i++] = k;
+    }
+}
+
+static const char *any_name(rng *r) {
+    int k = below(r, COUNT(boys) + COUNT(girls));
+    return k < COUNT(boys) ? boys[k] : girls[k - COUNT(boys)];
+}
+
+/* Two different names: the teller and the one who repeats. */
+static void two_names(rng *r, const char **a, const char **b) {
+    *a = any_name(r);
+    do *b = any_name(r);
+    while (*b == *a);
+}
+
+/* "Tom says: w1 .. wn. Mia says the end: wk .. wn."  The second half starts at a random word,
+ * so no position predicts it: only finding wk earlier and copying on does.  With repeats the
+ * list comes from a pool of 4-7 words, so one word is ambiguous and the model must match the
+ * last two or more. */
+static void echo_game(rng *r, sb_story *s, bool repeats) {
+    enum { MAX_SAID = 16 };
+    int said[MAX_SAID], n, k;
+    if (repeats) {
+        int pool[7], n_pool = 4 + below(r, 4);
+        distinct(r, pool, n_pool, game_words());
+        n = 10 + below(r, 7);
+        for (int i = 0; i < n; i++) said[i] = pool[below(r, n_pool)];
+        k = 2 + below(r, n - 4);
+    } else {
+        n = 8 + below(r, 7);
+        distinct(r, said, n, game_words());
+        k = 1 + below(r, n - 3);
+    }
+    const char *a, *b;
+    two_names(r, &a, &b);
+    append(s, "%s says:", a);
+    for (int i = 0; i < n; i++) append(s, " %s", game_word(said[i]));
+    append(s, ". %s says the end:", b);
+    for (int i = k; i < n; i++) append(s, " %s", game_word(said[i]));
+    append(s, ".");
+}
+
+/* Noun k of animals then items (a game's keys). */
+static const char *key_noun(int k) { return k < COUNT(animals) ? animals[k].one : items[k - COUNT(animals)].one; }
+
+/* "Tom tells a story: Nora's horse is red. Ben's kite is blue. ... Mia tells it again:" and 2 or
+ * more of the facts in another order.  The colour after "X's N is" is the one told first: a
+ * key of two words before the value, as in the stories' "Nora's horse is red". */
+static void told_again_game(rng *r, sb_story *s) {
+    enum { MAX_FACTS = 7 };
+    int noun[MAX_FACTS], order[MAX_FACTS], n = 3 + below(r, 5);
+    const char *owner[MAX_FACTS], *colour[MAX_FACTS];
+    distinct(r, noun, n, COUNT(animals) + COUNT(items));
+    for (int i = 0; i < n; i++) {
+        owner[i] = any_name(r);
+        colour[i] = colours[below(r, COUNT(colours))];
+        order[i] = i;
+    }
+    const char *a, *b;
+    two_names(r, &a, &b);
+    append(s, "%s tells a story:", a);
+    for (int i = 0; i < n; i++) append(s, " %s's %s is %s.", owner[i], key_noun(noun[i]), colour[i]);
+    append(s, " %s tells it again:", b);
+    shuffle(r, order, n);
+    int told = 2 + below(r, n - 1);
+    for (int j = 0; j < told; j++) {
+        int i = order[j];
+        append(s, " %s's %s is %s.", owner[i], key_noun(noun[i]), colour[i]);
+    }
+}
+
+/* "Tom says: cup red, horse Bella, ... Mia says: horse Bella, cup red, ...": every pair again in
+ * another order; the value follows a key that occurs once before. */
+static void pairs_game(rng *r, sb_story *s) {
+    enum { MAX_PAIRS = 7 };
+    int key[MAX_PAIRS], order[MAX_PAIRS], n = 3 + below(r, 5);
+    const char *value[MAX_PAIRS];
+    distinct(r, key, n, COUNT(animals) + COUNT(items));
+    for (int i = 0; i < n; i++) {
+        int v = below(r, COUNT(colours) + COUNT(pet_names));
+        value[i] = v < COUNT(colours) ? colours[v] : pet_names[v - COUNT(colours)];
+        order[i] = i;
+    }
+    const char *a, *b;
+    two_names(r, &a, &b);
+    append(s, "%s says:", a);
+    for (int i = 0; i < n; i++) append(s, "%s %s %s", i ? "," : "", key_noun(key[i]), value[i]);
+    append(s, ". %s says:", b);
+    shuffle(r, order, n);
+    for (int j = 0; j < n; j++) append(s, "%s %s %s", j ? "," : "", key_noun(key[order[j]]), value[order[j]]);
+    append(s, ".");
+}
+
+/* One paragraph: 3-5 games, each one of the four at random. */
+static void games_paragraph(rng *r, sb_story *s) {
+    int n = 3 + below(r, 3);
+    for (int i = 0; i < n; i++) {
+        sentence_gap(s);
+        switch (below(r, 4)) {
+        case 0: echo_game(r, s, false); break;
+        case 1: echo_game(r, s, true); break;
+        case 2: told_again_game(r, s); break;
+        default: pairs_game(r, s);
+        }
+    }
+}
+
+int sb_story_games_write(uint64_t games_seed, sb_story *s, sb_err *err) {
+    rng r = {games_seed};
+    s->len = 0;
+    s->n_cues = 0;
+    s->oom = 0;
+    games_paragraph(&r, s);
+    if (s->oom || !s->text) return sb_err_set(err, SB_EINTERNAL, "out of memory writing copy games");
+    return SB_OK;
+}
+
 /* ---- a corpus split ------------------------------------------------------------------------------------------ */
 
-int sb_story_generate(uint64_t seed, int n_stories, int split, char **text, size_t *len, sb_err *err) {
+/* Entries 0..n-1 of a split, separated by blank lines: entry i is story i (when with_stories)
+ * followed, with probability games_percent, by games paragraph i.  The games draw from their
+ * own stream, so the stories are the same bytes with or without them. */
+static int generate_split(uint64_t seed, int n, int split, bool with_stories, int games_percent, char **text,
+                          size_t *len, sb_err *err) {
     *text = NULL;
     *len = 0;
-    if (n_stories < 0 || split < SB_STORY_TRAIN || split > SB_STORY_TEST)
-        return sb_err_set(err, SB_EINPUT, "story corpus: bad arguments (stories %d, split %d)", n_stories, split);
+    if (n < 0 || split < SB_STORY_TRAIN || split > SB_STORY_TEST || games_percent < 0 || games_percent > 100)
+        return sb_err_set(err, SB_EINPUT, "story corpus: bad arguments (entries %d, split %d, games %d %%)", n, split,
+                          games_percent);
     sb_story out = {0}, one = {0};
     append(&out, "%s", "");
     int rc = SB_OK;
-    for (int i = 0; i < n_stories && rc == SB_OK; i++) {
+    for (int i = 0; i < n && rc == SB_OK; i++) {
         if (sb_story_split_of(i) != split) continue;
-        rc = sb_story_write(sb_story_seed(seed, SB_STORY_STREAM_CORPUS, (uint64_t)i), &one, err);
-        if (rc == SB_OK) append(&out, "%s%s", out.len ? "\n\n" : "", one.text);
+        if (with_stories) {
+            rc = sb_story_write(sb_story_seed(seed, SB_STORY_STREAM_CORPUS, (uint64_t)i), &one, err);
+            if (rc == SB_OK) append(&out, "%s%s", out.len ? "\n\n" : "", one.text);
+        }
+        rng pick = {sb_story_seed(seed, with_stories ? SB_STORY_STREAM_STORY_GAMES : SB_STORY_STREAM_GAMES, (uint64_t)i)};
+        if (rc == SB_OK && chance(&pick, games_percent)) {
+            rc = sb_story_games_write(splitmix64(&pick.state), &one, err);
+            if (rc == SB_OK) append(&out, "%s%s", out.len ? "\n\n" : "", one.text);
+        }
     }
     if (rc == SB_OK && out.len) append(&out, "\n");
     if (rc == SB_OK && out.oom) rc = sb_err_set(err, SB_EINTERNAL, "out of memory writing the story corpus");
@@ -544,4 +719,17 @@ int sb_story_generate(uint64_t seed, int n_stories, int split, char **text, size
     *text = out.text;
     *len = out.len;
     return SB_OK;
+}
+
+int sb_story_generate(uint64_t seed, int n_stories, int split, char **text, size_t *len, sb_err *err) {
+    return generate_split(seed, n_stories, split, true, 0, text, len, err);
+}
+
+int sb_story_generate_with_games(uint64_t seed, int n_stories, int games_percent, int split, char **text, size_t *len,
+                                 sb_err *err) {
+    return generate_split(seed, n_stories, split, true, games_percent, text, len, err);
+}
+
+int sb_story_games_generate(uint64_t seed, int n_paragraphs, int split, char **text, size_t *len, sb_err *err) {
+    return generate_split(seed, n_paragraphs, split, false, 100, text, len, err);
 }

@@ -35,12 +35,25 @@ enum { SB_STORY_TRAIN = 0, SB_STORY_VALID = 1, SB_STORY_TEST = 2 };
 
 /* Seed streams: the corpus uses stream 0, each MC set its own (story_mc.c),
  * so an MC story is never one of the corpus's stories for the same seed. */
-enum { SB_STORY_STREAM_CORPUS = 0 };
+enum { SB_STORY_STREAM_CORPUS = 0, SB_STORY_STREAM_GAMES = 100, SB_STORY_STREAM_STORY_GAMES = 101 };
 
 /* The stories of one split among stories 0..n_stories-1, each followed by
  * "\n\n" except the last, which ends with "\n".  *text is malloc'ed and
  * NUL-terminated (an empty split gives ""). */
 int sb_story_generate(uint64_t seed, int n_stories, int split, char **text, size_t *len, sb_err *err);
+
+/* The same stories, each followed with probability games_percent by a paragraph of copy games
+ * (0 gives sb_story_generate's bytes). */
+int sb_story_generate_with_games(uint64_t seed, int n_stories, int games_percent, int split, char **text, size_t *len,
+                                 sb_err *err);
+
+/* Copy games alone: paragraphs 0..n_paragraphs-1 of the split, split by index as the stories.
+ * A paragraph is 3-5 games in the grammar's words whose second halves can only be predicted by
+ * copying from the first: a list said again from a random word on (its words distinct, or
+ * drawn from a few words so that two must match), facts "Nora's horse is red." told again in
+ * another order, "cup red, horse Bella" pairs said again in another order.  The built-in model
+ * learns in-context lookup on these before the stories (datasets/builtin/README.md). */
+int sb_story_games_generate(uint64_t seed, int n_paragraphs, int split, char **text, size_t *len, sb_err *err);
 
 /* SB_STORY_TRAIN, SB_STORY_VALID or SB_STORY_TEST for story index i >= 0. */
 int sb_story_split_of(int64_t index);
@@ -73,6 +86,9 @@ typedef struct sb_story {
 
 /* Writes the story of story_seed into s (zero-initialise s before the first call). */
 int sb_story_write(uint64_t story_seed, sb_story *s, sb_err *err);
+
+/* Writes one paragraph of copy games into s (no cues). */
+int sb_story_games_write(uint64_t games_seed, sb_story *s, sb_err *err);
 void sb_story_free(sb_story *s);
 
 #endif

@@ -21,7 +21,7 @@ static const command commands[] = {
     {"report", sb_cmd_report, "report DIR [--format md|csv|html|json] [--group-by KEY] [--metrics m1,m2] [--relative-to METHOD] [--out FILE]"},
     {"compare", sb_cmd_compare, "compare CURRENT BASELINE [--tolerance METRIC=REL ...] [--default-tolerance REL] [--ignore METRIC ...] [--junit FILE]"},
     {"plot", sb_cmd_plot, "plot DIR [--out OUTDIR] [--format png|svg|both] [--metric TASK:METRIC ...]  gnuplot charts"},
-    {"data", sb_cmd_data, "data (corpus --out DIR [--stories N] | mc --out DIR [--n N] | bpe --input F --vocab N --out DIR | images PATH [--limit N]) [--seed S]"},
+    {"data", sb_cmd_data, "data (corpus --out DIR [--stories N] [--games-percent P] | games --out DIR [--paragraphs N] | mc --out DIR [--n N] | bpe --input F --vocab N --out DIR | images PATH [--limit N]) [--seed S]"},
     {"train", sb_cmd_train, "train --config F.json --data FILE --tokenizer DIR_OR_JSON --out DIR [--valid FILE] [--dtype f32|bf16] [--init DIR]"},
     {"train-vit", sb_cmd_train_vit, "train-vit --config F.json --out DIR [--data SET] [--valid SET] [--test SET] [--dtype f32|bf16] | --eval DIR --data SET"},
     {"merge", sb_cmd_merge, "merge OUT_DIR DIR...           join shard results, one record per run id"},

@@ -34,7 +34,8 @@
  *  - SQC scores each candidate grid with its scale rounded to f16, the grid
  *    format qint stores (the authors score the float32 grid).
  * Option search_uniform (off by default, not in the paper): k = 0 (every
- * group N bits) joins the candidates.  On the built-in story-1.7m at 2 bits,
+ * group N bits) joins the candidates.  On the earlier built-in model
+ * (story-1.7m, trained on the stories alone; measured 2026-11) at 2 bits,
  * groups of 32, the paper's k >= 1 forces a 1-bit group on every linear and
  * o_proj's error grows 2-3x over GPTQ's; with k = 0 allowed the model's KL
  * divergence to dense drops below GPTQ's (0.00160 vs 0.00191).

@@ -17,8 +17,8 @@ vit=datasets/builtin/vit-shapes
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
 
-if [ ! -f datasets/builtin/story-1.7m/model.safetensors ]; then
-    echo "SKIP demo: datasets/builtin/story-1.7m/model.safetensors missing"
+if [ ! -f datasets/builtin/story-1.9m/model.safetensors ]; then
+    echo "SKIP demo: datasets/builtin/story-1.9m/model.safetensors missing"
     exit 0
 fi
 
@@ -38,7 +38,7 @@ done
 if [ -z "$missing" ]; then pass demo_files; else fail demo_files "missing:$missing"; fi
 if grep -q '^| dense ' "$tmp/out" && grep -q '^| gptq 2b + eora r8 ' "$tmp/out" && grep -q '^| slim-llm 2b ' "$tmp/out" &&
     grep -q '^| slicegpt sparsity 0.25 ' "$tmp/out" && grep -q '^| rtn 2b ' "$tmp/out" &&
-    [ "$(grep -c '^| story-1.7m | dense |' "$out/leaderboard.md")" -eq 1 ] &&
+    [ "$(grep -c '^| story-1.9m | dense |' "$out/leaderboard.md")" -eq 1 ] &&
     { [ ! -f "$vit/model.safetensors" ] || { grep -q '^| pyramid-drop' "$tmp/out" && grep -q '^| zero-tprune' "$tmp/out"; }; }; then
     pass demo_leaderboard_printed
 else

@@ -446,7 +446,7 @@ static void perplexity_case(env *e) {
     ok = ok && test_expect(t != NULL, "no perplexity task") &&
               test_expect(sb_params_from_strings(t->params, t->n_params, kv, 3, "perplexity", &p, &err) == SB_OK, "%s",
                           err.msg) &&
-              test_expect(sb_model_load("datasets/builtin/story-1.7m", &m, &err) == SB_OK, "%s", err.msg) &&
+              test_expect(sb_model_load("datasets/builtin/story-1.9m", &m, &err) == SB_OK, "%s", err.msg) &&
               test_expect(t->run(m, &p, &ctx, &cpu, &err) == SB_OK, "CPU: %s", err.msg) &&
               test_expect(sb_cuda_model_upload(e->ctx, m, &dm, &err) == SB_OK, "%s", err.msg);
     if (ok) {

@@ -489,7 +489,7 @@ static void case_thread_counts(void) {
     sb_err err = {0};
     sb_model *m = NULL;
     /* the built-in model: bf16 weights, products through decoded tiles */
-    if (test_expect(sb_model_load("datasets/builtin/story-1.7m", &m, &err) == SB_OK, "%s", err.msg))
+    if (test_expect(sb_model_load("datasets/builtin/story-1.9m", &m, &err) == SB_OK, "%s", err.msg))
         check_thread_counts(m, "built-in model", args, 5);
     sb_model_free(m);
     m = NULL;

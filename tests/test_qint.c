@@ -500,7 +500,7 @@ static void test_quantizer_rules(void) {
  * lacks; 8-bit g64 RTN must stay well inside the bound here. */
 static void test_rtn_trained_model(sb_pool *pool) {
     test_begin("rtn_8bit_logits_trained_model");
-    const char *dir = "datasets/builtin/story-1.7m";
+    const char *dir = "datasets/builtin/story-1.9m";
     sb_model *m = NULL;
     sb_err err = {0};
     char *text = NULL;

@@ -216,6 +216,139 @@ static void test_restatements_agree(void) {
     test_end();
 }
 
+/* ---- copy games -------------------------------------------------------------------------------------------- */
+
+/* The text of [from, to) as a NUL-terminated copy in buf. */
+static const char *span(char *buf, size_t cap, const char *from, const char *to) {
+    size_t n = (size_t)(to - from) < cap - 1 ? (size_t)(to - from) : cap - 1;
+    memcpy(buf, from, n);
+    buf[n] = 0;
+    return buf;
+}
+
+/* Every restarted echo "says: L. X says the end: M." has M a proper suffix of L. */
+static int check_echoes(const char *para) {
+    int n = 0;
+    for (const char *q = para; (q = strstr(q, " says the end:")); q++, n++) {
+        const char *said = q;
+        while (said > para && strncmp(said, " says:", 6) != 0) said--;
+        char first[512], second[512];
+        span(first, sizeof first, said + 6, strchr(said + 6, '.'));
+        span(second, sizeof second, q + 14, strchr(q + 14, '.'));
+        size_t a = strlen(first), b = strlen(second);
+        test_expect(b > 0 && b < a && strcmp(first + a - b, second) == 0, "'%s' is not the end of '%s'", second, first);
+    }
+    return n;
+}
+
+/* Every fact told again ("X's N is C.") is one told first, and in the same words. */
+static int check_told_again(const char *para) {
+    int n = 0;
+    for (const char *q = para; (q = strstr(q, " tells a story:")); q++) {
+        const char *again = strstr(q, " tells it again:");
+        if (!test_expect(again != NULL, "a story told once: %.80s", q)) return n;
+        char told[1024], fact[128];
+        span(told, sizeof told, q, again);
+        for (const char *f = again + 16; *f == ' ' && f[1] != '\n';) {
+            const char *end = strchr(f, '.');
+            span(fact, sizeof fact, f, end + 1);
+            if (strstr(fact, " says") || strstr(fact, " tells") || !strstr(fact, "'s ")) break; /* the next game */
+            test_expect(strstr(told, fact) != NULL, "'%s' was not told first in '%s'", fact, told);
+            n++;
+            f = end + 1;
+        }
+    }
+    return n;
+}
+
+/* "X says: k v, k v. Y says: ..." pairs: said again as the same set in another order. */
+static int check_pairs(const char *para) {
+    int n = 0;
+    for (const char *q = para; (q = strstr(q, " says: ")); q++) {
+        const char *end = strchr(q, '.');
+        char first[256], second[256];
+        span(first, sizeof first, q + 7, end);
+        if (!strchr(first, ',') || strncmp(end, ". ", 2) != 0) continue;   /* an echo */
+        const char *next = strstr(end, " says: ");
+        if (!test_expect(next != NULL, "pairs said once: %s", first)) return n;
+        span(second, sizeof second, next + 7, strchr(next + 7, '.'));
+        test_expect(strlen(first) == strlen(second), "'%s' against '%s'", first, second);
+        for (char *pair = strtok(second, ","); pair; pair = strtok(NULL, ",")) {
+            while (*pair == ' ') pair++;
+            char probe[64];
+            snprintf(probe, sizeof probe, "%s,", pair);
+            char with_comma[260];
+            snprintf(with_comma, sizeof with_comma, "%s,", first);
+            test_expect(strstr(with_comma, probe) != NULL, "pair '%s' not in '%s'", pair, first);
+            n++;
+        }
+        q = next + 7;
+    }
+    return n;
+}
+
+static void test_games(void) {
+    test_begin("story_copy_games");
+    sb_err err = {0};
+    char *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    if (test_expect(sb_story_games_generate(3, 400, SB_STORY_TRAIN, &a, &na, &err) == SB_OK &&
+                        sb_story_games_generate(3, 400, SB_STORY_TRAIN, &b, &nb, &err) == SB_OK,
+                    "%s", err.msg)) {
+        test_expect(na == nb && memcmp(a, b, na) == 0, "same seed gave different games");
+        int echoes = 0, retold = 0, pairs = 0;
+        for (char *para = a; *para;) {
+            char *stop = strstr(para, "\n\n");
+            if (stop) *stop = 0;
+            echoes += check_echoes(para);
+            retold += check_told_again(para);
+            pairs += check_pairs(para);
+            para = stop ? stop + 2 : para + strlen(para);
+        }
+        /* 360 paragraphs of 3-5 games, a quarter each kind of echo, told again, pairs */
+        test_expect(echoes > 300 && retold > 300 && pairs > 300, "echoes %d, facts told again %d, pairs %d", echoes,
+                    retold, pairs);
+    }
+    free(a);
+    free(b);
+    test_end();
+}
+
+/* With games mixed in, the stories are the same bytes in the same order; about P % of them
+ * are followed by a games paragraph, and 0 % is the plain corpus. */
+static void test_stories_with_games(void) {
+    test_begin("story_corpus_with_games");
+    sb_err err = {0};
+    size_t n_plain = 0, n_none = 0, n_mixed = 0;
+    char *plain = generate(4, 400, SB_STORY_TRAIN, &n_plain), *none = NULL, *mixed = NULL;
+    if (plain && test_expect(sb_story_generate_with_games(4, 400, 0, SB_STORY_TRAIN, &none, &n_none, &err) == SB_OK &&
+                                 sb_story_generate_with_games(4, 400, 30, SB_STORY_TRAIN, &mixed, &n_mixed, &err) == SB_OK,
+                             "%s", err.msg)) {
+        test_expect(n_none == n_plain && memcmp(none, plain, n_plain) == 0, "0 %% games changed the corpus");
+        size_t kept = 0;
+        int stories = 0, games = 0;
+        for (char *para = mixed; *para;) {
+            char *stop = strstr(para, "\n\n");
+            size_t n = stop ? (size_t)(stop - para) : strlen(para);
+            char head[64];
+            span(head, sizeof head, para, para + (n < 60 ? n : 60));
+            if (strstr(head, " says:") || strstr(head, " tells a story:")) games++;
+            else {
+                test_expect(kept + n <= n_plain && memcmp(plain + kept, para, n) == 0, "story %d differs", stories);
+                kept += n + 2;
+                stories++;
+            }
+            para += n;
+            while (*para == '\n') para++;
+        }
+        test_expect(stories == 360 && games > 75 && games < 145, "%d stories, %d games paragraphs", stories, games);
+    }
+    free(plain);
+    free(none);
+    free(mixed);
+    test_end();
+}
+
 /* ---- multiple choice --------------------------------------------------------------------------------------- */
 
 static void test_mc_set(sb_story_cue_kind kind, int want_choices) {
@@ -396,6 +529,8 @@ int main(void) {
     test_splits();
     test_agreement_by_construction();
     test_restatements_agree();
+    test_games();
+    test_stories_with_games();
     test_mc_set(SB_STORY_CUE_AGREEMENT, 2);
     test_mc_set(SB_STORY_CUE_RECALL, 4);
     test_mc_set(SB_STORY_CUE_ARITHMETIC, 4);
