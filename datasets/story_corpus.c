@@ -686,7 +686,8 @@ int sb_story_games_write(uint64_t games_seed, sb_story *s, sb_err *err) {
 
 /* Entries 0..n-1 of a split, separated by blank lines: entry i is story i (when with_stories)
  * followed, with probability games_percent, by games paragraph i.  The games draw from their
- * own stream, so the stories are the same bytes with or without them. */
+ * own stream, so the stories are the same bytes with or without them, and paragraph i is the
+ * same in the games alone and after story i. */
 static int generate_split(uint64_t seed, int n, int split, bool with_stories, int games_percent, char **text,
                           size_t *len, sb_err *err) {
     *text = NULL;
@@ -703,7 +704,7 @@ static int generate_split(uint64_t seed, int n, int split, bool with_stories, in
             rc = sb_story_write(sb_story_seed(seed, SB_STORY_STREAM_CORPUS, (uint64_t)i), &one, err);
             if (rc == SB_OK) append(&out, "%s%s", out.len ? "\n\n" : "", one.text);
         }
-        rng pick = {sb_story_seed(seed, with_stories ? SB_STORY_STREAM_STORY_GAMES : SB_STORY_STREAM_GAMES, (uint64_t)i)};
+        rng pick = {sb_story_seed(seed, SB_STORY_STREAM_GAMES, (uint64_t)i)};
         if (rc == SB_OK && chance(&pick, games_percent)) {
             rc = sb_story_games_write(splitmix64(&pick.state), &one, err);
             if (rc == SB_OK) append(&out, "%s%s", out.len ? "\n\n" : "", one.text);

@@ -35,7 +35,7 @@ enum { SB_STORY_TRAIN = 0, SB_STORY_VALID = 1, SB_STORY_TEST = 2 };
 
 /* Seed streams: the corpus uses stream 0, each MC set its own (story_mc.c),
  * so an MC story is never one of the corpus's stories for the same seed. */
-enum { SB_STORY_STREAM_CORPUS = 0, SB_STORY_STREAM_GAMES = 100, SB_STORY_STREAM_STORY_GAMES = 101 };
+enum { SB_STORY_STREAM_CORPUS = 0, SB_STORY_STREAM_GAMES = 100 };
 
 /* The stories of one split among stories 0..n_stories-1, each followed by
  * "\n\n" except the last, which ends with "\n".  *text is malloc'ed and
