@@ -523,8 +523,8 @@ void sb_story_free(sb_story *s) {
 /* ---- copy games ------------------------------------------------------------------------------------------ */
 
 /* The stories alone do not teach a model this small to look a fact up by its key: in every
- * run it learned the grammar and the counting but answered colours, names and places at chance
- * (datasets/builtin/README.md).  Copy games are text whose second half can only be predicted
+ * single-phase run it learned the grammar and the counting, but never looked a colour, name or
+ * place up by its owner (datasets/builtin/README.md).  Copy games are text whose second half can only be predicted
  * by finding its key earlier in the context and copying what followed it; trained on these
  * first, the model forms that lookup (an induction head, and one that matches two words), and
  * then uses it on the stories.  All games use the grammar's own words. */
